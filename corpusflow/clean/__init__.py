@@ -1,0 +1,1 @@
+"""Pure cleaning functions: normalisation, sentence splitting, document filters."""

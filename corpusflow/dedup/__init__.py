@@ -1,0 +1,1 @@
+"""Deduplication keys: exact text/line hashes and MinHash signatures."""

@@ -1,0 +1,1 @@
+"""Readers for the input formats (wiki, baike, news, BERT text) and compression."""

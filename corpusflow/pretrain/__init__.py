@@ -1,0 +1,1 @@
+"""Instance building: masking, pairs, and tf.train.Example encoding."""

@@ -1,0 +1,1 @@
+"""Word segmenters behind one interface (see ``base``)."""

@@ -1,0 +1,1 @@
+"""BERT-style basic + WordPiece tokenizer for Chinese."""
