@@ -11,6 +11,7 @@ CORE = [
     "opencc==1.4.2",
     "datasketch==2.0.0",
     "zstandard>=0.22",
+    "orjson>=3.9",
     "pyarrow>=14",
     "numpy>=1.26",
     "sentencepiece==0.2.3",
