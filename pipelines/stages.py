@@ -1,0 +1,320 @@
+"""Beam composites for each stage; the core logic lives in ``corpusflow``.
+
+Documents are never grouped: every decision that needs the whole corpus (exact
+duplicates, repeated lines, near duplicates) is computed from small keys with
+combiners and applied as a side input in another streaming pass over the stage's
+input files. Records only meet a shuffle in ``ShardedWrite``, which spills to
+disk. That keeps memory flat in input size on any runner.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Optional
+
+import apache_beam as beam
+from apache_beam import pvalue
+
+from corpusflow import counters
+from corpusflow.document import Document, Reject, stable_hash64
+from pipelines.beam_util import BeamInc, dumps, iter_json_lines
+
+REJECTS = "rejects"
+STATS = "stats"
+
+counters.register([
+    "dedup:in", "dedup:kept", "dedup:duplicate:exact", "dedup:duplicate:near",
+    "dedup:lines:removed", "dedup:lines:docs_changed", "dedup:filtered:too_short_after_dedup",
+    "dedup:rejected:decontaminated",
+    "pretrain:docs", "pretrain:rejected:too_short_for_instance", "pretrain:rejected:segmenter_error",
+    "pretrain:sentences", "pretrain:chars", "pretrain:instances",
+])
+
+
+def _reject_json(r: Reject) -> dict:
+    return r.to_json()
+
+
+# ---------------------------------------------------------------- ingest + clean
+class ReadAndClean(beam.DoFn):
+    """One input file -> cleaned documents (main) and rejects (tagged)."""
+
+    def __init__(self, fmt: str, encoding: str, clean_config: Any, max_record_bytes: int):
+        self.fmt = fmt
+        self.encoding = encoding
+        self.clean_config = clean_config
+        self.max_record_bytes = max_record_bytes
+
+    def setup(self) -> None:
+        from corpusflow.clean.cleaner import Cleaner
+        self.cleaner = Cleaner(self.clean_config)
+        self.cleaner.setup()
+        self.inc = BeamInc()
+
+    def process(self, path: str):
+        from corpusflow.io.readers import read_file
+        for rec in read_file(path, fmt=self.fmt, encoding=self.encoding, inc=self.inc,
+                             max_record_bytes=self.max_record_bytes):
+            if isinstance(rec, Reject):
+                yield pvalue.TaggedOutput(REJECTS, rec.to_json())
+                continue
+            out = self.cleaner.clean(rec, self.inc)
+            if isinstance(out, Reject):
+                yield pvalue.TaggedOutput(REJECTS, out.to_json())
+            else:
+                yield out.to_json()
+
+
+def keyed_doc(d: dict) -> tuple[int, bytes]:
+    """Docs are ordered (and sharded) by a hash of their id."""
+    return stable_hash64(d["id"]), dumps(d)
+
+
+def keyed_reject(r: dict) -> tuple[int, bytes]:
+    b = dumps(r)
+    return stable_hash64(b), b
+
+
+# ---------------------------------------------------------------- dedup
+class ReadDocs(beam.DoFn):
+    """A docs shard file -> its document dicts, in file order."""
+
+    def process(self, path: str):
+        yield from iter_json_lines(path)
+
+
+class MinIdCount(beam.CombineFn):
+    """(count, smallest record key) per key: who keeps a duplicated text or line."""
+
+    def create_accumulator(self):
+        return (0, None)
+
+    def add_input(self, acc, doc_id):
+        n, m = acc
+        return n + 1, doc_id if m is None or tuple(doc_id) < tuple(m) else m
+
+    def merge_accumulators(self, accs):
+        n, m = 0, None
+        for a, b in accs:
+            n += a
+            if b is not None and (m is None or tuple(b) < tuple(m)):
+                m = b
+        return n, m
+
+    def extract_output(self, acc):
+        return acc
+
+
+def record_key(d: dict) -> tuple:
+    """Who a record is, for choosing survivors: the id, then where it was read.
+
+    The same article can arrive twice with the same id (a wiki dump as JSON and as
+    <doc> files); the file/line tie-break keeps exactly one of them.
+    """
+    meta = d.get("meta") or {}
+    return d["id"], str(meta.get("file", "")), int(meta.get("line") or 0)
+
+
+def _repeated(kv) -> bool:
+    return kv[1][0] >= 2
+
+
+def _owner(kv) -> tuple[int, str]:
+    return kv[0], kv[1][1]
+
+
+class ApplyDedup(beam.DoFn):
+    """Apply exact/line/near decisions (side inputs) to one document.
+
+    ``final=False``: emit ``(id, source, text)`` for the near-dup stage.
+    ``final=True``: emit the kept document (main) or a Reject (tagged).
+    """
+
+    def __init__(self, exact_enabled: bool, line_enabled: bool, line_min_chars: int,
+                 min_chars: int, final: bool):
+        self.exact_enabled = exact_enabled
+        self.line_enabled = line_enabled
+        self.line_min_chars = line_min_chars
+        self.min_chars = min_chars
+        self.final = final
+
+    def setup(self) -> None:
+        self.inc = BeamInc()
+
+    def process(self, d: dict, exact: dict, lines: dict, near: Optional[dict] = None,
+                decontam: Optional[dict] = None):
+        from corpusflow.dedup.exact import line_keys, remove_lines, text_key
+        inc = self.inc if self.final else None
+        doc = Document.from_json(d)
+        me = record_key(d)
+        if inc:
+            inc("dedup:in")
+        if self.exact_enabled:
+            kept = exact.get(text_key(doc.text))
+            if kept is not None and tuple(kept) != me:
+                if inc:
+                    inc("dedup:duplicate:exact")
+                    yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
+                        doc, "dedup", "exact_duplicate", "duplicate", kept_id=kept[0]).to_json())
+                return
+        if self.line_enabled and lines:
+            drop = [i for i, k in line_keys(doc.text, self.line_min_chars)
+                    if tuple(lines.get(k, me)) != me]
+            if drop:
+                doc.text = remove_lines(doc.text, drop)
+                if inc:
+                    inc("dedup:lines:removed", len(drop))
+                    inc("dedup:lines:docs_changed")
+                if len("".join(doc.text.split())) < self.min_chars:
+                    if inc:
+                        inc("dedup:filtered:too_short_after_dedup")
+                        yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
+                            doc, "dedup", "too_short_after_dedup", "filtered").to_json())
+                    return
+        if not self.final:
+            yield doc.id, doc.source, doc.text
+            return
+        if decontam and doc.id in decontam:
+            info = decontam[doc.id]
+            inc("dedup:rejected:decontaminated")
+            yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
+                doc, "dedup", "decontaminated", "rejected",
+                detail=str(info.get("eval_file", ""))).to_json())
+            return
+        if near and doc.id in near:
+            info = near[doc.id]
+            inc("dedup:duplicate:near")
+            r = Reject.for_doc(doc, "dedup", "near_duplicate", "duplicate",
+                               kept_id=info["kept_id"])
+            out = r.to_json()
+            out["similarity"] = info.get("similarity")
+            out["cluster_id"] = info.get("cluster_id")
+            yield pvalue.TaggedOutput(REJECTS, out)
+            return
+        inc("dedup:kept")
+        yield doc.to_json()
+
+
+class LineKeys(beam.DoFn):
+    """(line key, doc id) for each distinct long line of a surviving document."""
+
+    def __init__(self, exact_enabled: bool, min_chars: int):
+        self.exact_enabled = exact_enabled
+        self.min_chars = min_chars
+
+    def process(self, d: dict, exact: dict):
+        from corpusflow.dedup.exact import line_keys, text_key
+        me = record_key(d)
+        if self.exact_enabled:
+            kept = exact.get(text_key(d["text"]))
+            if kept is not None and tuple(kept) != me:
+                return
+        seen = set()
+        for _, k in line_keys(d["text"], self.min_chars):
+            if k not in seen:
+                seen.add(k)
+                yield k, me
+
+
+# ---------------------------------------------------------------- pretrain
+class BuildInstances(beam.DoFn):
+    """A docs shard file -> serialized tf.train.Examples keyed by shuffle key.
+
+    The whole file is one unit of work so the NSP negative window (the last
+    ``nsp_window`` documents of the same shard) is identical on every runner.
+    Each sentence is segmented once; the dupe passes reuse the prepared doc.
+    """
+
+    def __init__(self, vocab_file: str, do_lower_case: bool, segmenter: str,
+                 segmenter_options: dict, instance_config: Any, nsp_window: int,
+                 batch_size: int):
+        self.vocab_file = vocab_file
+        self.do_lower_case = do_lower_case
+        self.segmenter_name = segmenter
+        self.segmenter_options = segmenter_options
+        self.instance_config = instance_config
+        self.nsp_window = nsp_window
+        self.batch_size = batch_size
+
+    def setup(self) -> None:
+        from corpusflow.pretrain.instances import InstanceBuilder
+        from corpusflow.segment.registry import make_segmenter
+        from corpusflow.tokenize.wordpiece import FullTokenizer
+        local_vocab = _local_copy(self.vocab_file)
+        self.tokenizer = FullTokenizer(local_vocab, do_lower_case=self.do_lower_case)
+        self.segmenter = make_segmenter(self.segmenter_name, **self.segmenter_options)
+        self.segmenter.setup()
+        self.builder = InstanceBuilder(self.instance_config, self.tokenizer)
+        self.inc = BeamInc()
+
+    def start_bundle(self) -> None:
+        self.stats: dict = {"masked_per_instance": collections.Counter(),
+                            "tokens_per_instance": collections.Counter(),
+                            "label": collections.Counter(),
+                            "sentence_chars": collections.Counter()}
+
+    def process(self, path: str):
+        from corpusflow.clean.sentences import split_sentences
+        from corpusflow.pretrain.example import serialize_instance
+        cfg = self.instance_config
+        window: collections.deque = collections.deque(maxlen=max(1, self.nsp_window))
+        inc = self.inc
+        for d in iter_json_lines(path):
+            doc = Document.from_json(d)
+            inc("pretrain:docs")
+            sentences = split_sentences(doc.text)
+            inc("pretrain:sentences", len(sentences))
+            inc("pretrain:chars", sum(len(s) for s in sentences))
+            for s in sentences:
+                self.stats["sentence_chars"][_bucket(len(s))] += 1
+            before = self.segmenter.fallbacks
+            spans = self.segmenter.segment_batch(sentences)
+            if self.segmenter.fallbacks > before:
+                inc("segment:fallback:sentence", self.segmenter.fallbacks - before)
+            prepared = self.builder.prepare(doc.id, sentences, spans, inc)
+            if not self.builder.usable(prepared):
+                inc("pretrain:rejected:too_short_for_instance")
+                yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
+                    doc, "pretrain", "too_short_for_instance", "rejected").to_json())
+                continue
+            random_doc = _window_sampler(window) if cfg.pair_task == "nsp" else None
+            for dupe in range(cfg.dupe_factor):
+                for inst in self.builder.build(prepared, dupe, inc, random_doc=random_doc):
+                    inc("pretrain:instances")
+                    self.stats["masked_per_instance"][len(inst.masked_lm_positions)] += 1
+                    self.stats["tokens_per_instance"][_bucket(len(inst.input_ids), 16)] += 1
+                    self.stats["label"][inst.next_sentence_label] += 1
+                    yield inst.sort_key, serialize_instance(
+                        inst, cfg.max_seq_length, cfg.max_predictions_per_seq,
+                        token_boundary=cfg.token_boundary)
+            window.append(prepared)
+
+    def finish_bundle(self):
+        from apache_beam.transforms.window import GlobalWindows
+        stats = {k: {str(a): b for a, b in v.items()} for k, v in self.stats.items()}
+        yield pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(stats))
+
+
+def _bucket(n: int, width: int = 10) -> int:
+    return (n // width) * width
+
+
+def _window_sampler(window):
+    """NSP negatives: a seeded draw from the last documents of the same shard."""
+    def sample(rng):
+        if not window:
+            return None
+        return window[rng.randrange(len(window))]
+    return sample
+
+
+def _local_copy(path: str) -> str:
+    """Vocab files may live on GCS: copy once per worker to a local temp file."""
+    if "://" not in path:
+        return path
+    import tempfile
+    from apache_beam.io.filesystems import FileSystems
+    fd, local = tempfile.mkstemp(suffix=".txt")
+    with FileSystems.open(path) as src, open(fd, "wb") as dst:
+        dst.write(src.read())
+    return local
