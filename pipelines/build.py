@@ -395,7 +395,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
         "inputs": files,
         "counts": summarize_counts(counters, doc_stage),
         "counters": dict(sorted(counters.items())),
-        "docs": {"format": b.docs_format, "shards": results[doc_stage]["shards"]},
+        "docs": {"format": b.docs_format,
+                 "shards": sorted(results[doc_stage]["shards"], key=lambda s: s["file"])},
     }
     if "tfrecords" in todo:
         manifest["segmenter"] = seg_id
@@ -410,7 +411,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
 def tfrecords_manifest(b: BuildOptions, vocab: dict, r: dict) -> dict:
     from corpusflow.pretrain.example import feature_spec
     spec = feature_spec(b.max_seq_length, b.max_predictions_per_seq, token_boundary=b.token_boundary)
-    shards = [{"file": s["file"], "count": s["count"], "bytes": s["bytes"]} for s in r["shards"]]
+    shards = [{"file": s["file"], "count": s["count"], "bytes": s["bytes"]}
+              for s in sorted(r["shards"], key=lambda s: s["file"])]
     stats = r.get("stats", {})
     return {
         "max_seq_length": b.max_seq_length,

@@ -1,22 +1,23 @@
 """Beam composites for near-duplicate removal and decontamination.
 
 Documents are never shuffled. ``NearDedup`` reads ``(doc_id, source, text)`` once,
-computes compact keys (graph nodes, band keys, 4*num_perm-byte signatures) and
-returns *decisions*; the caller applies them to a second streaming pass over the
-documents (as a side input). Shuffled data per document: ``bands`` small keys, one
-signature, and - only for documents that share a bucket with another - the
-signature twice more plus a few edges.
+computes compact keys and returns *decisions*; the caller applies them in a second
+streaming pass over the documents (as a side input). Shuffled per document:
+``bands`` band keys each carrying the graph node and the num_perm-byte b-bit
+sketch, the sketch once more for the final join, and a few edges for documents
+that have near duplicates. Per-document cost does not depend on corpus size; a
+bucket's cost is capped by ``bucket_cap``.
 
 Steps (each a GroupByKey or CoGroupByKey; labels are stable):
   Signatures   per document: comparison form -> shingles -> MinHash -> band keys
-  Buckets      group by band key -> candidate pairs (all pairs up to bucket_cap,
-               a star from the bucket's smallest member beyond it)
-  Verify       join both signatures onto each distinct pair; keep pairs whose
-               estimated Jaccard >= threshold
+  Buckets      group by band key; verify all pairs of the bucket at once (a star
+               from the bucket's smallest member beyond bucket_cap); emit a
+               spanning forest of the verified pairs
   CC           ``cc_rounds`` rounds of large-star + small-star over the edges
-               (no union-find in memory); a convergence counter
-  Resolve      group by component minimum = kept document; similarity of each
-               member to it; one removal per non-kept member, one cluster record
+               (no union-find over the corpus); a convergence counter
+  Resolve      join sketches and labels; group by component minimum = kept
+               document; similarity of each member to it; one removal per other
+               member, one cluster record
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _t2s_converter() -> Callable[[str], str]:
 # --- signatures and buckets ----------------------------------------------------------
 
 class _SignatureFn(beam.DoFn):
-    """(doc_id, source, text) -> main: (bucket key, node); "sig": (node, signature)."""
+    """(doc_id, source, text) -> main: (bucket key, (node, sketch)); "sig": (node, sketch)."""
 
     def __init__(self, cfg: NearDedupConfig) -> None:
         self._cfg = cfg
@@ -61,63 +62,21 @@ class _SignatureFn(beam.DoFn):
         dk = mh.document_keys(doc_id, source, text, self._cfg, self._signer, self._inc, self._t2s)
         if dk is None:
             return
-        yield TaggedOutput("sig", (dk.node, dk.signature))
+        yield TaggedOutput("sig", (dk.node, dk.sketch))
+        value = (dk.node, dk.sketch)
         for key in dk.keys:
-            yield key, dk.node
+            yield key, value
 
 
-class _BucketPairsFn(beam.DoFn):
-    def __init__(self, cap: int) -> None:
-        self._cap = cap
-
-    def setup(self) -> None:
-        self._inc = BeamInc()
-
-    def process(self, kv):
-        _, members = kv
-        yield from mh.bucket_pairs(members, self._cap, self._inc)
-
-
-class _ProbeFn(beam.DoFn):
-    """Per node: send its signature to each larger partner ("probe"); pass the
-    signature on ("active") if the node is in any pair at all."""
+class _BucketEdgesFn(beam.DoFn):
+    def __init__(self, cfg: NearDedupConfig) -> None:
+        self._cfg = cfg
 
     def setup(self) -> None:
         self._inc = BeamInc()
 
     def process(self, kv):
-        node, grouped = kv
-        sigs = list(grouped["sig"])
-        larger = set(grouped["larger"])
-        has_smaller = any(True for _ in grouped["smaller"])
-        if not sigs or not (larger or has_smaller):
-            return
-        sig = sigs[0]
-        yield TaggedOutput("active", (node, sig))
-        self._inc("neardup:candidate_pairs", len(larger))
-        for other in sorted(larger):
-            yield other, (node, sig)
-
-
-class _VerifyFn(beam.DoFn):
-    """Keep probes whose estimated Jaccard with this node reaches the threshold."""
-
-    def __init__(self, threshold: float, verify: bool) -> None:
-        self._threshold = threshold
-        self._verify = verify
-
-    def setup(self) -> None:
-        self._inc = BeamInc()
-
-    def process(self, kv):
-        node, grouped = kv
-        sigs = list(grouped["sig"])
-        if not sigs:
-            return
-        for other, other_sig in grouped["probe"]:
-            if not self._verify or mh.estimate_jaccard(sigs[0], other_sig) >= self._threshold:
-                self._inc("neardup:verified_pairs")
-                yield other, node
+        yield from mh.bucket_edges(kv[1], self._cfg, self._inc)
 
 
 # --- connected components ----------------------------------------------------------
@@ -214,7 +173,7 @@ class NearDedup(beam.PTransform):
 
     - ``"dropped"``: ``(doc_id, {"kept_id", "cluster_id", "similarity", "reason":
       "near_duplicate"})``, one per removed document; ``similarity`` is the
-      signature-estimated Jaccard with the kept document.
+      sketch-estimated Jaccard with the kept document (rounded to 4 places).
     - ``"clusters"``: ``{"cluster_id", "kept_id", "members": [{"id", "source",
       "similarity"}, ...], "size"}`` per cluster of size >= 2; the kept document is
       the first member, the rest follow in kept-document order.
@@ -229,23 +188,11 @@ class NearDedup(beam.PTransform):
     def expand(self, docs):
         cfg = self._cfg
         keyed = docs | "Signatures" >> beam.ParDo(_SignatureFn(cfg)).with_outputs("sig", main="keys")
-        sigs = keyed.sig
-        pairs = (keyed.keys
+        edges = (keyed.keys
                  | "GroupByBucket" >> beam.GroupByKey()
-                 | "BucketPairs" >> beam.ParDo(_BucketPairsFn(cfg.bucket_cap)))
-        # One join of all signatures: each node learns its distinct partners (this is
-        # also where the same pair from several bands collapses to one).
-        probed = ({"sig": sigs,
-                   "larger": pairs | "ByFirst" >> beam.Map(lambda e: (e[0], e[1])),
-                   "smaller": pairs | "BySecond" >> beam.Map(lambda e: (e[1], e[0]))}
-                  | "JoinPairs" >> beam.CoGroupByKey()
-                  | "Probe" >> beam.ParDo(_ProbeFn()).with_outputs("active", main="probes"))
-        active = probed.active  # signatures of documents in at least one pair
-        edges = ({"sig": active, "probe": probed.probes}
-                 | "JoinProbes" >> beam.CoGroupByKey()
-                 | "Verify" >> beam.ParDo(_VerifyFn(cfg.threshold, cfg.verify)))
+                 | "BucketEdges" >> beam.ParDo(_BucketEdgesFn(cfg)))
         labels = edges | "CC" >> ConnectedComponents(cfg.cc_rounds)
-        routed = ({"sig": active, "label": labels}
+        routed = ({"sig": keyed.sig, "label": labels}
                   | "JoinLabels" >> beam.CoGroupByKey()
                   | "Route" >> beam.FlatMap(_route).with_outputs("root", main="members"))
         resolved = ({"root": routed.root, "member": routed.members}

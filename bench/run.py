@@ -1,0 +1,170 @@
+"""End-to-end benchmark: raw text -> TFRecords, MB of raw input per CPU-second and peak RSS.
+
+    python bench/run.py [--corpus DIR] [--sizes 20MB,200MB,1GB] [--segmenter jieba|ltp --ltp_model DIR]
+                        [--workers 1|2] [--stop_after dedup|tfrecords]
+
+For each size the real text of ``--corpus`` (default ``../shared/corpus``) is replicated
+into a news2016zh-style JSON-lines corpus of that size; replica k > 0 of a document has
+its sentences shuffled with a seeded RNG, so replicas are distinct (exact and line dedup
+do not remove them) while the text stays real Chinese. Each size runs
+``python -m pipelines.build`` in a child process measured with ``os.wait4`` (CPU of the
+whole process tree, peak RSS). Settings follow the yardstick: seq 128, max_pred 20,
+dupe_factor 2. Results are printed as a table and written to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from corpusflow.counters import CounterDict  # noqa: E402
+from corpusflow.document import Document, stable_hash64  # noqa: E402
+from corpusflow.io.readers import read_file  # noqa: E402
+
+_SENT = re.compile(r"(?<=[。！？；])")
+
+
+def parse_size(s: str) -> int:
+    s = s.strip().upper()
+    for unit, mult in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if s.endswith(unit):
+            return int(float(s[: -len(unit)]) * mult)
+    return int(s)
+
+
+def load_documents(corpus: Path) -> list[Document]:
+    """Every readable document of the corpus (Chinese formats only)."""
+    docs = []
+    for path in sorted(corpus.rglob("*")):
+        if not path.is_file() or path.suffix in (".md", ".1", ".dat") or "original" in path.parts:
+            continue
+        if path.name.endswith(".json") and "testcases" in path.name:
+            continue
+        for rec in read_file(str(path), inc=CounterDict()):
+            if isinstance(rec, Document) and len(rec.text) >= 50:
+                docs.append(rec)
+    return docs
+
+
+def _perturb(text: str, rng: random.Random) -> str:
+    paras = []
+    for para in text.split("\n"):
+        sents = [s for s in _SENT.split(para) if s]
+        rng.shuffle(sents)
+        paras.append("".join(sents))
+    rng.shuffle(paras)
+    return "\n".join(paras)
+
+
+def make_corpus(docs: list[Document], size: int, out_dir: Path) -> Path:
+    """Write a replicated corpus of about ``size`` bytes (cached by size)."""
+    path = out_dir / f"corpus-{size}.jsonl"
+    if path.exists() and path.stat().st_size >= size * 0.98:
+        return path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    k = 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < size:
+            for d in docs:
+                text = d.text if k == 0 else _perturb(d.text, random.Random(stable_hash64(f"{k}|{d.id}")))
+                line = json.dumps({"news_id": f"{d.id}~{k}", "title": d.title, "content": text,
+                                   "source": d.source}, ensure_ascii=False) + "\n"
+                f.write(line)
+                written += len(line.encode("utf-8"))
+                if written >= size:
+                    break
+            k += 1
+    return path
+
+
+def run_build(corpus_file: Path, out: Path, args) -> dict:
+    cmd = [sys.executable, "-m", "pipelines.build", "--input", str(corpus_file), "--output", str(out),
+           "--vocab_file", args.vocab_file, "--max_seq_length", "128", "--max_predictions_per_seq", "20",
+           "--dupe_factor", "2", "--num_shards", "8", "--num_doc_shards", str(args.doc_shards),
+           "--segmenter", args.segmenter, "--progress", "false", "--stop_after", args.stop_after]
+    if args.ltp_model:
+        cmd += ["--ltp_model", args.ltp_model]
+    if args.workers > 1:
+        cmd += ["--direct_num_workers", str(args.workers), "--direct_running_mode", "multi_processing"]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.time() - t0
+    log = proc.stdout.read().decode("utf-8", "replace")
+    if status != 0:
+        raise SystemExit(f"build failed ({status}):\n{log[-4000:]}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    stage_times = {}
+    for stage in ("clean", "dedup", "tfrecords"):
+        p = out / "stages" / f"{stage}.json"
+        if p.exists():
+            stage_times[stage] = json.loads(p.read_text())["wall_seconds"]
+    return {"cpu": ru.ru_utime + ru.ru_stime, "wall": wall, "rss_mb": ru.ru_maxrss / 1024,
+            "manifest": manifest, "stages": stage_times}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpus"))
+    ap.add_argument("--sizes", default="20MB")
+    ap.add_argument("--segmenter", default="jieba")
+    ap.add_argument("--ltp_model", default=None)
+    ap.add_argument("--vocab_file", default=str(ROOT / "data" / "sample" / "vocab.txt"))
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--doc_shards", type=int, default=16)
+    ap.add_argument("--stop_after", default="tfrecords", choices=["clean", "dedup", "tfrecords"])
+    ap.add_argument("--work_dir", default=str(ROOT / "bench" / "results"))
+    args = ap.parse_args(argv)
+    corpus = Path(args.corpus)
+    if not corpus.exists():
+        corpus = ROOT / "data" / "sample"
+    work = Path(args.work_dir)
+    docs = load_documents(corpus)
+    print(f"corpus {corpus}: {len(docs)} documents", file=sys.stderr)
+    rows = []
+    for size_s in args.sizes.split(","):
+        size = parse_size(size_s)
+        cf = make_corpus(docs, size, work)
+        mb = cf.stat().st_size / 2**20
+        out = work / f"out-{size_s}-{args.segmenter}-w{args.workers}"
+        r = run_build(cf, out, args)
+        m = r["manifest"]
+        tf = m.get("tfrecords", {})
+        total_stage = sum(r["stages"].values()) or 1.0
+        row = {"size": size_s, "input_mb": round(mb, 1), "docs_kept": m["counts"]["kept"],
+               "instances": tf.get("num_instances", 0), "cpu_s": round(r["cpu"], 1),
+               "wall_s": round(r["wall"], 1), "mb_per_cpu_s": round(mb / r["cpu"], 3),
+               "instances_per_cpu_s": round(tf.get("num_instances", 0) / r["cpu"], 1),
+               "peak_rss_mb": round(r["rss_mb"]), "segmenter": args.segmenter, "workers": args.workers,
+               "stage_share": {k: round(v / total_stage, 3) for k, v in r["stages"].items()}}
+        rows.append(row)
+        print(json.dumps(row, ensure_ascii=False), file=sys.stderr)
+    hdr = ["size", "input_mb", "docs_kept", "instances", "cpu_s", "wall_s", "mb_per_cpu_s",
+           "instances_per_cpu_s", "peak_rss_mb", "stage_share"]
+    print(" | ".join(hdr))
+    for row in rows:
+        print(" | ".join(str(row[h]) for h in hdr))
+    if len(rows) > 1:
+        base = rows[0]["cpu_s"] / rows[0]["input_mb"]
+        for row in rows[1:]:
+            print(f"cost per MB at {row['size']} vs {rows[0]['size']}: "
+                  f"{(row['cpu_s'] / row['input_mb']) / base:.3f}x")
+    work.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (work / f"bench-{stamp}.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
