@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="20MB")
     ap.add_argument("--segmenter", default="jieba")
     ap.add_argument("--ltp_model", default=None)
-    ap.add_argument("--vocab_file", default=str(ROOT / "data" / "sample" / "vocab.txt"))
+    ap.add_argument("--vocab_file", default=str(ROOT / "data" / "vocab" / "sample_vocab.txt"))
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--doc_shards", type=int, default=16)
     ap.add_argument("--stop_after", default="tfrecords", choices=["clean", "dedup", "tfrecords"])

@@ -1,0 +1,119 @@
+"""Issue 3: raw sample -> TFRecords through pipelines.build, parsed back with TF."""
+
+from __future__ import annotations
+
+import glob
+import json
+
+import pytest
+
+from pipelines.build import BuildError, file_sha256
+from tests.pipeline_util import ROOT, build, digest_tree
+
+VOCAB = str(ROOT / "data" / "vocab" / "sample_vocab.txt")
+TF_ARGS = ("--vocab_file", VOCAB, "--max_seq_length", "64", "--max_predictions_per_seq", "10",
+           "--dupe_factor", "2", "--num_shards", "4", "--num_doc_shards", "4")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tf")
+    return out, build(out, *TF_ARGS, "--token_boundary")
+
+
+def test_manifest_tfrecords_section(demo):
+    out, m = demo
+    t = m["tfrecords"]
+    assert t["max_seq_length"] == 64 and t["max_predictions_per_seq"] == 10
+    assert t["vocab_sha256"] == file_sha256(VOCAB) and t["vocab_size"] == 4000
+    assert t["pair_task"] == "sop" and t["masking"]["strategy"] == "wwm" and t["seed"] == 12345
+    counts = [s["count"] for s in t["shards"]]
+    assert [s["file"] for s in t["shards"]] == [f"part-{i:05d}-of-00004.tfrecord" for i in range(4)]
+    assert max(counts) - min(counts) <= 1
+    assert sum(counts) == t["num_instances"] == m["counters"]["pretrain:instances"] > 1000
+    assert sum(t["label_balance"].values()) == t["num_instances"]
+    assert sum(t["masked_tokens_histogram"].values()) == t["num_instances"]
+    assert set(t["feature_spec"]) == {"input_ids", "input_mask", "segment_ids", "masked_lm_positions",
+                                      "masked_lm_ids", "masked_lm_weights", "next_sentence_labels",
+                                      "token_boundary"}
+    assert m["segmenter"]["name"] == "jieba"
+    # Every kept document either produced instances or was rejected with a reason.
+    c = m["counters"]
+    assert c["pretrain:docs"] == m["counts"]["kept"]
+
+
+def test_shards_parse_with_bert_feature_spec(demo):
+    tf = pytest.importorskip("tensorflow")
+    out, m = demo
+    L, P = 64, 10
+    spec = {
+        "input_ids": tf.io.FixedLenFeature([L], tf.int64),
+        "input_mask": tf.io.FixedLenFeature([L], tf.int64),
+        "segment_ids": tf.io.FixedLenFeature([L], tf.int64),
+        "masked_lm_positions": tf.io.FixedLenFeature([P], tf.int64),
+        "masked_lm_ids": tf.io.FixedLenFeature([P], tf.int64),
+        "masked_lm_weights": tf.io.FixedLenFeature([P], tf.float32),
+        "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
+        "token_boundary": tf.io.FixedLenFeature([L], tf.int64),
+    }
+    vocab = [line.rstrip("\n") for line in open(VOCAB, encoding="utf-8")]
+    special = {vocab.index(t) for t in ("[CLS]", "[SEP]", "[PAD]")}
+    files = sorted(glob.glob(str(out / "tfrecords" / "*.tfrecord")))
+    n = 0
+    for raw in tf.data.TFRecordDataset(files):
+        ex = {k: v.numpy().tolist() for k, v in tf.io.parse_single_example(raw, spec).items()}
+        n += 1
+        ids, mask = ex["input_ids"], ex["input_mask"]
+        real = sum(mask)
+        assert mask == [1] * real + [0] * (L - real) and ids[real:] == [0] * (L - real)
+        assert ids[0] == vocab.index("[CLS]") and ids[real - 1] == vocab.index("[SEP]")
+        assert max(ids) < len(vocab)
+        w = ex["masked_lm_weights"]
+        k = int(sum(w))
+        pos = ex["masked_lm_positions"][:k]
+        assert pos == sorted(pos) and all(0 < p < real for p in pos)
+        assert ex["masked_lm_positions"][k:] == [0] * (P - k)
+        for p, label in zip(pos, ex["masked_lm_ids"][:k]):
+            assert ids[p] not in special or ids[p] == vocab.index("[MASK]")
+            tok = vocab[label]
+            # Never a '##' + CJK label: Chinese labels are plain character ids.
+            assert not (tok.startswith("##") and len(tok) == 3 and "\u4e00" <= tok[2] <= "\u9fff")
+        assert ex["next_sentence_labels"][0] in (0, 1)
+    assert n == m["tfrecords"]["num_instances"]
+
+
+def test_bad_vocab_fails_before_running(tmp_path):
+    bad = tmp_path / "vocab.txt"
+    bad.write_text("[PAD]\n[UNK]\n[UNK]\n", encoding="utf-8")
+    with pytest.raises(BuildError, match="vocab"):
+        build(tmp_path / "out", "--vocab_file", str(bad))
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    with pytest.raises(BuildError, match="does not exist"):
+        build(tmp_path / "out", "--vocab_file", str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.slow
+def test_tfrecords_identical_across_reruns_and_workers(tmp_path, demo):
+    out, _ = demo
+    build(tmp_path / "b", *TF_ARGS, "--token_boundary", "--direct_num_workers", "2",
+          "--direct_running_mode", "multi_processing")
+    a = digest_tree(out, ("tfrecords", "docs", "rejects"))
+    assert a and a == digest_tree(tmp_path / "b", ("tfrecords", "docs", "rejects"))
+
+
+def test_resume_skips_finished_stages_and_reruns_changed_ones(tmp_path, demo):
+    out, m = demo
+    import shutil
+    work = tmp_path / "copy"
+    shutil.copytree(out, work)
+    before = digest_tree(work, ("tfrecords",))
+    m2 = build(work, *TF_ARGS, "--token_boundary", "--resume")
+    assert digest_tree(work, ("tfrecords",)) == before
+    assert m2["tfrecords"]["num_instances"] == m["tfrecords"]["num_instances"]
+    stage = json.loads((work / "stages" / "tfrecords.json").read_text())
+    # A changed pretraining option reruns only the tfrecords stage.
+    clean_before = (work / "stages" / "clean.json").read_bytes()
+    m3 = build(work, *TF_ARGS, "--resume", "--pair_task", "nsp")
+    assert (work / "stages" / "clean.json").read_bytes() == clean_before
+    assert json.loads((work / "stages" / "tfrecords.json").read_text())["config_hash"] != stage["config_hash"]
+    assert m3["tfrecords"]["pair_task"] == "nsp"
