@@ -133,18 +133,22 @@ def run_clean(ctx: Ctx, files: list[dict]) -> dict:
     res = (p | "InputFiles" >> beam.Create([f["path"] for f in files])
            | "SpreadFiles" >> beam.Reshuffle()
            | "ReadAndClean" >> beam.ParDo(stages.ReadAndClean(
-               b.input_format, b.input_encoding, clean_config,
-               int(b.max_record_mb * 2**20))).with_outputs(stages.REJECTS, main="docs"))
+               b.input_format, b.input_encoding, clean_config, int(b.max_record_mb * 2**20),
+               progress={"total": 0, "enabled": b.progress}))
+           .with_outputs(stages.REJECTS, stages.STATS, main="docs"))
     infos = (res.docs | "KeyDocs" >> beam.Map(stages.keyed_doc)
              | "WriteDocs" >> ShardedWrite(prefix, b.num_doc_shards, fmt="jsonl", gzip_output=True))
     infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/clean/_shards.json")
+    res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/clean/_stats.json",
+                                                       merge=True)
     _write_rejects(res[stages.REJECTS], ctx, "clean")
     result = p.run()
     result.wait_until_finish()
     for t in (f"{ctx.out}/stages/clean/_tmp-docs", f"{ctx.out}/rejects/_tmp-clean"):
         cleanup(t)
     shards = beam_util.read_json_file(f"{ctx.out}/stages/clean/_shards.json")
-    return {"counters": beam_util.query_counters(result), "shards": shards}
+    stats = beam_util.read_json_file(f"{ctx.out}/stages/clean/_stats.json")
+    return {"counters": beam_util.query_counters(result), "shards": shards, "stats": stats}
 
 
 def run_dedup(ctx: Ctx, clean_shards: list[dict]) -> dict:
@@ -159,9 +163,11 @@ def run_dedup(ctx: Ctx, clean_shards: list[dict]) -> dict:
     from corpusflow.dedup.exact import text_key
     empty = p | "NoDecisions" >> beam.Create([])
     if b.exact_dedup:
-        exact = (read("Exact") | "TextKey" >> beam.Map(lambda d: (text_key(d["text"]), stages.record_key(d)))
-                 | "ExactGroups" >> beam.CombinePerKey(stages.MinIdCount())
-                 | "ExactRepeated" >> beam.Filter(stages._repeated)
+        exact_groups = (read("Exact")
+                        | "TextKey" >> beam.Map(lambda d: (text_key(d["text"]), stages.record_key(d)))
+                        | "ExactGroups" >> beam.CombinePerKey(stages.MinIdCount())
+                        | "ExactRepeated" >> beam.Filter(stages._repeated))
+        exact = (exact_groups
                  | "ExactOwner" >> beam.Map(stages._owner))
     else:
         exact = empty
@@ -197,12 +203,19 @@ def run_dedup(ctx: Ctx, clean_shards: list[dict]) -> dict:
                 b.decontaminate))
     res = read("Apply") | "ApplyDedup" >> beam.ParDo(stages.ApplyDedup(
         b.exact_dedup, b.line_dedup, b.line_dedup_min_chars, b.min_chars, final=True),
-        **side).with_outputs(stages.REJECTS, main="docs")
+        **side).with_outputs(stages.REJECTS, stages.STATS, main="docs")
     fmt = "parquet" if b.docs_format == "parquet" else "jsonl"
     infos = (res.docs | "KeyDocs" >> beam.Map(stages.keyed_doc)
              | "WriteDocs" >> ShardedWrite(f"{ctx.out}/docs/docs", b.num_doc_shards, fmt=fmt,
                                            gzip_output=fmt == "jsonl"))
     infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/docs/_shards.json")
+    res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_stats.json",
+                                                       merge=True)
+    if b.exact_dedup:
+        (exact_groups | "ExactSizes" >> beam.Map(lambda kv: (str(kv[1][0]), 1))
+         | "ExactSizeHist" >> beam.CombinePerKey(sum)
+         | "ExactHistList" >> beam.Map(lambda kv: {"exact_group_sizes": {kv[0]: kv[1]}})
+         | "ExactHist" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_groups.json", merge=True))
     _write_rejects(res[stages.REJECTS], ctx, "dedup")
     result = p.run()
     result.wait_until_finish()
@@ -210,7 +223,12 @@ def run_dedup(ctx: Ctx, clean_shards: list[dict]) -> dict:
               f"{ctx.out}/dedup/_tmp-clusters"):
         cleanup(t)
     shards = beam_util.read_json_file(f"{ctx.out}/docs/_shards.json")
-    return {"counters": beam_util.query_counters(result), "shards": shards}
+    stats = beam_util.read_json_file(f"{ctx.out}/stages/dedup_stats.json")
+    groups = f"{ctx.out}/stages/dedup_groups.json"
+    if FileSystems.exists(groups):
+        stats.update(beam_util.read_json_file(groups))
+        FileSystems.delete([groups])
+    return {"counters": beam_util.query_counters(result), "shards": shards, "stats": stats}
 
 
 def instance_config(b: BuildOptions):
@@ -234,6 +252,11 @@ def segmenter_options(b: BuildOptions) -> dict:
     return opts
 
 
+def _workers(options: PipelineOptions) -> int:
+    from apache_beam.options.pipeline_options import DirectOptions
+    return max(1, options.view_as(DirectOptions).direct_num_workers or 1)
+
+
 def run_tfrecords(ctx: Ctx, doc_shards: list[dict]) -> dict:
     b = ctx.b
     paths = [f"{ctx.out}/docs/{s['file']}" for s in doc_shards]
@@ -241,7 +264,9 @@ def run_tfrecords(ctx: Ctx, doc_shards: list[dict]) -> dict:
     res = (p | "DocFiles" >> beam.Create(paths) | "SpreadFiles" >> beam.Reshuffle()
            | "BuildInstances" >> beam.ParDo(stages.BuildInstances(
                b.vocab_file, b.do_lower_case, b.segmenter, segmenter_options(b), instance_config(b),
-               b.nsp_window, b.segment_batch_size)).with_outputs(
+               b.nsp_window, b.segment_batch_size,
+               progress={"total": sum(x["count"] for x in doc_shards), "enabled": b.progress,
+                         "workers": _workers(ctx.options)})).with_outputs(
                    stages.REJECTS, stages.STATS, main="examples"))
     infos = res.examples | "WriteShards" >> ShardedWrite(
         f"{ctx.out}/tfrecords/part", b.num_shards, fmt="tfrecord", gzip_output=b.tfrecord_gzip)
@@ -402,10 +427,34 @@ def run(argv: Optional[list[str]] = None) -> dict:
         manifest["segmenter"] = seg_id
         manifest["tfrecords"] = tfrecords_manifest(b, vocab, results["tfrecords"])
     beam_util.write_json_file(f"{out}/manifest.json", manifest)
+    beam_util.write_json_file(f"{out}/stats.json", build_stats(manifest, results))
     c = manifest["counts"]
     _progress(b.progress, f"done: read={c['read']} kept={c['kept']} filtered={c['filtered']} "
               f"duplicates={c['duplicates']} rejected={c['rejected']} -> {out}/manifest.json")
     return manifest
+
+
+def build_stats(manifest: dict, results: dict[str, dict]) -> dict:
+    """``stats.json``: what each stage computed with Beam combiners, in one place."""
+    stats: dict[str, Any] = {"counts": manifest["counts"], "stages": {}}
+    for stage, r in results.items():
+        s = dict(r.get("stats") or {})
+        s["wall_seconds"] = r.get("wall_seconds")
+        s["shards"] = {x["file"]: {"count": x["count"], "bytes": x["bytes"]}
+                       for x in sorted(r.get("shards", []), key=lambda x: x["file"])}
+        stats["stages"][stage] = s
+    reasons: dict[str, int] = {}
+    for k, v in manifest["counters"].items():
+        parts = k.split(":")
+        if len(parts) == 3 and parts[1] in ("rejected", "filtered", "duplicate"):
+            reasons[k] = v
+    stats["reasons"] = reasons
+    tf = results.get("tfrecords", {}).get("stats") or {}
+    toks = tf.get("tokens") or {}
+    if toks.get("total"):
+        stats["vocab"] = {"tokens": toks["total"], "unk_tokens": toks.get("unk", 0),
+                          "unk_rate": round(toks.get("unk", 0) / toks["total"], 6)}
+    return stats
 
 
 def tfrecords_manifest(b: BuildOptions, vocab: dict, r: dict) -> dict:

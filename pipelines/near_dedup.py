@@ -47,7 +47,7 @@ def _t2s_converter() -> Callable[[str], str]:
 # --- signatures and buckets ----------------------------------------------------------
 
 class _SignatureFn(beam.DoFn):
-    """(doc_id, source, text) -> main: (bucket key, (node, sketch)); "sig": (node, sketch)."""
+    """(doc_id, source, text) -> main: (bucket key, encoded member); "sig": (node, sketch)."""
 
     def __init__(self, cfg: NearDedupConfig) -> None:
         self._cfg = cfg
@@ -63,7 +63,7 @@ class _SignatureFn(beam.DoFn):
         if dk is None:
             return
         yield TaggedOutput("sig", (dk.node, dk.sketch))
-        value = (dk.node, dk.sketch)
+        value = dk.member()
         for key in dk.keys:
             yield key, value
 
@@ -191,6 +191,9 @@ class NearDedup(beam.PTransform):
         edges = (keyed.keys
                  | "GroupByBucket" >> beam.GroupByKey()
                  | "BucketEdges" >> beam.ParDo(_BucketEdgesFn(cfg)))
+        # The same pair is verified in every bucket it shares: collapse it once here
+        # rather than carry the copies through every CC step.
+        edges = edges | "DistinctEdges" >> beam.Distinct()
         labels = edges | "CC" >> ConnectedComponents(cfg.cc_rounds)
         routed = ({"sig": keyed.sig, "label": labels}
                   | "JoinLabels" >> beam.CoGroupByKey()

@@ -18,6 +18,7 @@ from apache_beam import pvalue
 from corpusflow import counters
 from corpusflow.document import Document, Reject, stable_hash64
 from pipelines.beam_util import BeamInc, dumps, iter_json_lines
+from pipelines.progress import Progress
 
 REJECTS = "rejects"
 STATS = "stats"
@@ -31,38 +32,86 @@ counters.register([
 ])
 
 
-def _reject_json(r: Reject) -> dict:
-    return r.to_json()
+class StageStats:
+    """Per-bundle statistics a DoFn emits once (tagged ``stats``) for stats.json.
+
+    Docs and characters per source in and out, reasons, and log2 length
+    histograms; merged across bundles by ``beam_util.MergeStatsFn``.
+    """
+
+    def __init__(self) -> None:
+        self.data: dict = {"docs_in": {}, "chars_in": {}, "docs_out": {}, "chars_out": {},
+                           "reasons": {}, "doc_chars_hist": {}}
+
+    @staticmethod
+    def _add(d: dict, k, n: int = 1) -> None:
+        d[k] = d.get(k, 0) + n
+
+    def doc_in(self, source: str, text: str) -> None:
+        self._add(self.data["docs_in"], source)
+        self._add(self.data["chars_in"], source, len(text))
+
+    def doc_out(self, source: str, text: str) -> None:
+        self._add(self.data["docs_out"], source)
+        self._add(self.data["chars_out"], source, len(text))
+        self._add(self.data["doc_chars_hist"], str(log2_bucket(len(text))))
+
+    def reason(self, stage: str, reason: str) -> None:
+        self._add(self.data["reasons"], f"{stage}:{reason}")
+
+    def emit(self):
+        from apache_beam.transforms.window import GlobalWindows
+        return pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(self.data))
+
+
+def log2_bucket(n: int) -> int:
+    """Histogram bucket: the largest power of two <= n (0 for 0)."""
+    return 1 << (n.bit_length() - 1) if n > 0 else 0
 
 
 # ---------------------------------------------------------------- ingest + clean
 class ReadAndClean(beam.DoFn):
     """One input file -> cleaned documents (main) and rejects (tagged)."""
 
-    def __init__(self, fmt: str, encoding: str, clean_config: Any, max_record_bytes: int):
+    def __init__(self, fmt: str, encoding: str, clean_config: Any, max_record_bytes: int,
+                 progress: Optional[dict] = None):
         self.fmt = fmt
         self.encoding = encoding
         self.clean_config = clean_config
         self.max_record_bytes = max_record_bytes
+        self.progress = progress or {}
 
     def setup(self) -> None:
         from corpusflow.clean.cleaner import Cleaner
         self.cleaner = Cleaner(self.clean_config)
         self.cleaner.setup()
         self.inc = BeamInc()
+        self.meter = Progress("clean", "docs", **self.progress)
+
+    def start_bundle(self) -> None:
+        self.stats = StageStats()
 
     def process(self, path: str):
         from corpusflow.io.readers import read_file
+        st = self.stats
         for rec in read_file(path, fmt=self.fmt, encoding=self.encoding, inc=self.inc,
                              max_record_bytes=self.max_record_bytes):
+            self.meter.add()
             if isinstance(rec, Reject):
+                st.reason("read", rec.reason)
                 yield pvalue.TaggedOutput(REJECTS, rec.to_json())
                 continue
+            st.doc_in(rec.source, rec.text)
             out = self.cleaner.clean(rec, self.inc)
             if isinstance(out, Reject):
+                st.reason("clean", out.reason)
                 yield pvalue.TaggedOutput(REJECTS, out.to_json())
             else:
+                st.doc_out(out.source, out.text)
                 yield out.to_json()
+
+    def finish_bundle(self):
+        yield self.stats.emit()
 
 
 def keyed_doc(d: dict) -> tuple[int, bytes]:
@@ -141,10 +190,28 @@ class ApplyDedup(beam.DoFn):
     def setup(self) -> None:
         self.inc = BeamInc()
 
+    def start_bundle(self) -> None:
+        self.stats = StageStats()
+
+    def finish_bundle(self):
+        if self.final:
+            yield self.stats.emit()
+
     def process(self, d: dict, exact: dict, lines: dict, near: Optional[dict] = None,
                 decontam: Optional[dict] = None):
+        for out in self._apply(d, exact, lines, near, decontam):
+            if self.final:
+                if isinstance(out, pvalue.TaggedOutput):
+                    self.stats.reason("dedup", out.value["reason"])
+                else:
+                    self.stats.doc_out(out["source"], out["text"])
+            yield out
+
+    def _apply(self, d, exact, lines, near, decontam):
         from corpusflow.dedup.exact import line_keys, remove_lines, text_key
         inc = self.inc if self.final else None
+        if self.final:
+            self.stats.doc_in(d["source"], d["text"])
         doc = Document.from_json(d)
         me = record_key(d)
         if inc:
@@ -227,7 +294,7 @@ class BuildInstances(beam.DoFn):
 
     def __init__(self, vocab_file: str, do_lower_case: bool, segmenter: str,
                  segmenter_options: dict, instance_config: Any, nsp_window: int,
-                 batch_size: int):
+                 batch_size: int, progress: Optional[dict] = None):
         self.vocab_file = vocab_file
         self.do_lower_case = do_lower_case
         self.segmenter_name = segmenter
@@ -235,6 +302,7 @@ class BuildInstances(beam.DoFn):
         self.instance_config = instance_config
         self.nsp_window = nsp_window
         self.batch_size = batch_size
+        self.progress = progress or {}
 
     def setup(self) -> None:
         from corpusflow.pretrain.instances import InstanceBuilder
@@ -245,13 +313,16 @@ class BuildInstances(beam.DoFn):
         self.segmenter = make_segmenter(self.segmenter_name, **self.segmenter_options)
         self.segmenter.setup()
         self.builder = InstanceBuilder(self.instance_config, self.tokenizer)
+        self.unk_id = self.tokenizer.vocab["[UNK]"]
         self.inc = BeamInc()
+        self.meter = Progress("tfrecords", "docs", **self.progress)
 
     def start_bundle(self) -> None:
         self.stats: dict = {"masked_per_instance": collections.Counter(),
                             "tokens_per_instance": collections.Counter(),
                             "label": collections.Counter(),
-                            "sentence_chars": collections.Counter()}
+                            "sentence_chars": collections.Counter(),
+                            "tokens": collections.Counter()}
 
     def process(self, path: str):
         from corpusflow.clean.sentences import split_sentences
@@ -272,6 +343,10 @@ class BuildInstances(beam.DoFn):
             if self.segmenter.fallbacks > before:
                 inc("segment:fallback:sentence", self.segmenter.fallbacks - before)
             prepared = self.builder.prepare(doc.id, sentences, spans, inc)
+            self.meter.add()
+            toks = self.stats["tokens"]
+            toks["total"] += prepared.num_tokens
+            toks["unk"] += sum(ids.count(self.unk_id) for ids, _ in prepared.sentences)
             if not self.builder.usable(prepared):
                 inc("pretrain:rejected:too_short_for_instance")
                 yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
