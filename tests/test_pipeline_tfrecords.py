@@ -117,3 +117,22 @@ def test_resume_skips_finished_stages_and_reruns_changed_ones(tmp_path, demo):
     assert (work / "stages" / "clean.json").read_bytes() == clean_before
     assert json.loads((work / "stages" / "tfrecords.json").read_text())["config_hash"] != stage["config_hash"]
     assert m3["tfrecords"]["pair_task"] == "nsp"
+
+
+def test_stats_json_and_html_report(demo, tmp_path):
+    from pipelines import report
+    out, m = demo
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["counts"] == m["counts"]
+    clean = stats["stages"]["clean"]
+    assert sum(clean["docs_in"].values()) + m["counters"].get("read:rejected:undecodable", 0) == m["counts"]["read"]
+    assert sum(clean["docs_out"].values()) == m["counters"]["clean:kept"]
+    assert sum(stats["stages"]["dedup"]["docs_out"].values()) == m["counts"]["kept"]
+    t = stats["stages"]["tfrecords"]
+    assert sum(t["label"].values()) == m["tfrecords"]["num_instances"]
+    assert 0 <= stats["vocab"]["unk_rate"] < 0.01
+    assert report.main([str(out), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") >= 8
+    assert "records removed, by reason" not in page or "<img" in page
+    assert report.main([str(tmp_path / "nowhere")]) == 2
