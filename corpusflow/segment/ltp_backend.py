@@ -1,0 +1,565 @@
+"""LTP behind the ``Segmenter`` interface: perceptron (legacy) and neural models.
+
+A model is a directory with LTP's ``config.json``:
+
+* legacy/perceptron: ``{"nerual": false, "tasks": {"cws": "<file>", ...}}`` (LTP's
+  own spelling of "neural"); the ``cws`` file is loaded with
+  ``ltp_extension.perceptron.CWSModel``. Needs only ``ltp-extension`` (no torch).
+  ``python -m corpusflow.segment.train`` writes such a directory.
+* neural: ``{"nerual": true, "model": ..., "vocabs": ...}`` plus tokenizer files and
+  ``pytorch_model.bin``; loaded with ``ltp.LTP(dir)``, which needs torch and
+  transformers < 5 (5.x removed ``batch_encode_plus``, which LTP calls).
+
+The directory may be local or on any Beam filesystem (``gs://...``); remote
+directories are copied to a local temporary directory once per worker in
+``setup()``. Nothing is ever fetched from a model hub.
+
+A neural ``config.json`` names Python callables that LTP imports and calls
+(``_ltp_target_``), and ``pytorch_model.bin`` is a pickle: only load model
+directories you trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from itertools import accumulate, pairwise
+from typing import Any, Optional, Sequence
+
+from corpusflow.segment.base import Segmenter, Span, char_spans, words_to_spans
+
+CONFIG_NAME = "config.json"
+NEURAL_WEIGHTS_NAME = "pytorch_model.bin"
+
+# Longer sentences are not segmented: they fall back to characters, counted.
+DEFAULT_MAX_CHARS = 20_000
+# LTP's neural pipeline truncates input at 512 tokens ([CLS]/[SEP] included) and
+# then stretches the last word to the end of the sentence; pieces are kept below
+# that (a CJK character is at most one token) by cutting long runs into windows.
+NEURAL_WINDOW_CHARS = 500
+
+# Whitespace is never part of a word: the perceptron glues trailing spaces onto
+# words ("我 爱 " -> one word) and drops leading ones, so text is split at
+# whitespace runs first and each run becomes its own span.
+_WS = re.compile(r"\s")
+_RUNS = re.compile(r"\s+|\S+")
+
+_STOP = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def is_remote(path: str) -> bool:
+    """True for paths Beam's FileSystems must read (``gs://``, ``s3://``, ...)."""
+    return "://" in path and not path.startswith("file://")
+
+
+def _package_version(name: str) -> Optional[str]:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# --------------------------------------------------------------------------
+# Model directories: listing, hashing, copying, checking.
+
+
+def _list_files(model_dir: str) -> list[tuple[str, str]]:
+    """``(relative posix path, full path)`` of every file under ``model_dir``, sorted."""
+    if is_remote(model_dir):
+        from apache_beam.io.filesystems import FileSystems
+
+        prefix = model_dir.rstrip("/") + "/"
+        found = FileSystems.match([prefix + "**"])[0].metadata_list
+        files = [(m.path[len(prefix):], m.path) for m in found if m.path.startswith(prefix)]
+    else:
+        files = []
+        for root, dirs, names in os.walk(model_dir, followlinks=True):
+            dirs.sort()
+            for n in names:
+                full = os.path.join(root, n)
+                rel = os.path.relpath(full, model_dir).replace(os.sep, "/")
+                files.append((rel, full))
+    return sorted(files)
+
+
+def _open_binary(path: str) -> Any:
+    if is_remote(path):
+        from apache_beam.io.filesystem import CompressionTypes
+        from apache_beam.io.filesystems import FileSystems
+
+        # UNCOMPRESSED: the default (AUTO) would silently gunzip a *.gz model file.
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return open(path, "rb")
+
+
+def hash_model_dir(model_dir: str) -> str:
+    """sha256 over the directory's files: sorted relative paths, sizes and bytes."""
+    h = hashlib.sha256()
+    for rel, full in _list_files(model_dir):
+        with _open_binary(full) as f:
+            data_h = hashlib.sha256()
+            size = 0
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                data_h.update(chunk)
+                size += len(chunk)
+        # Path and size framed so no two different directories hash alike.
+        h.update(rel.encode("utf-8") + b"\x00" + size.to_bytes(8, "big") + data_h.digest())
+    return h.hexdigest()
+
+
+def copy_model_dir(src: str, dst: str) -> None:
+    """Copy every file under ``src`` (any Beam filesystem) into local ``dst``."""
+    for rel, full in _list_files(src):
+        target = os.path.join(dst, *rel.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with _open_binary(full) as fin, open(target, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def read_config(model_dir: str) -> dict:
+    """Read and check ``config.json`` of a local or remote model directory.
+
+    Raises FileNotFoundError (no directory, no config.json, missing model file)
+    or ValueError (unreadable or malformed config) naming the path.
+    """
+    if is_remote(model_dir):
+        from apache_beam.io.filesystems import FileSystems
+
+        cfg_path = model_dir.rstrip("/") + "/" + CONFIG_NAME
+        if not _list_files(model_dir):
+            raise FileNotFoundError(f"LTP model directory {model_dir!r} does not exist or is empty")
+        if not FileSystems.exists(cfg_path):
+            raise FileNotFoundError(
+                f"LTP model directory {model_dir!r} has no {CONFIG_NAME} "
+                "(expected LTP's model directory layout)")
+        exists = FileSystems.exists
+    else:
+        if not os.path.exists(model_dir):
+            raise FileNotFoundError(f"LTP model directory {model_dir!r} does not exist")
+        if not os.path.isdir(model_dir):
+            raise FileNotFoundError(f"LTP model directory {model_dir!r} is not a directory")
+        cfg_path = os.path.join(model_dir, CONFIG_NAME)
+        if not os.path.isfile(cfg_path):
+            raise FileNotFoundError(
+                f"LTP model directory {model_dir!r} has no {CONFIG_NAME} "
+                "(expected LTP's model directory layout)")
+        exists = os.path.isfile
+    try:
+        with _open_binary(cfg_path) as f:
+            config = json.loads(f.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"LTP model config {cfg_path!r} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("nerual"), bool):
+        raise ValueError(
+            f"LTP model config {cfg_path!r} is corrupt: it needs a boolean \"nerual\" key "
+            "(LTP's spelling; false for perceptron models, true for neural ones)")
+
+    def join(name: str) -> str:
+        if is_remote(model_dir):
+            return model_dir.rstrip("/") + "/" + name
+        return os.path.join(model_dir, name)
+
+    if config["nerual"]:
+        for key in ("model", "vocabs"):
+            if not isinstance(config.get(key), dict):
+                raise ValueError(f"LTP model config {cfg_path!r} is corrupt: neural model lacks {key!r}")
+        if "cws" not in config["vocabs"] and "cws" not in config["model"].get("heads", {}):
+            raise ValueError(f"LTP model config {cfg_path!r} has no word segmentation (cws) task")
+        if not exists(join(NEURAL_WEIGHTS_NAME)):
+            raise FileNotFoundError(
+                f"LTP neural model directory {model_dir!r} has no {NEURAL_WEIGHTS_NAME}")
+    else:
+        tasks = config.get("tasks")
+        if not isinstance(tasks, dict) or not isinstance(tasks.get("cws"), str):
+            raise ValueError(
+                f"LTP model config {cfg_path!r} is corrupt or has no word segmentation model: "
+                "a perceptron model needs \"tasks\": {\"cws\": \"<file>\"}")
+        if not exists(join(tasks["cws"])):
+            raise FileNotFoundError(
+                f"LTP model directory {model_dir!r}: cws model file {tasks['cws']!r} "
+                f"named in {CONFIG_NAME} does not exist")
+    return config
+
+
+# Run in a child process: ltp_extension aborts the whole process (a Rust panic in
+# a loader thread, not a Python exception) on a truncated model file.
+_TRIAL_LOAD = "import sys, ltp_extension.perceptron as p; p.CWSModel.load(sys.argv[1])"
+
+
+def check_perceptron_file(path: str, timeout: float = 300.0) -> None:
+    """Raise ValueError unless ``path`` loads as a perceptron CWS model."""
+    proc = subprocess.run([sys.executable, "-c", _TRIAL_LOAD, path], check=False,
+                          capture_output=True, text=True, timeout=timeout, errors="replace")
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        # The useful part is the first error line, before Rust's backtrace.
+        why = next((ln for ln in lines if "Error" in ln or "panicked" in ln or "called" in ln),
+                   lines[-1] if lines else f"exit status {proc.returncode}")
+        raise ValueError(
+            f"LTP cws model file {path!r} is corrupt or not an LTP perceptron model "
+            f"(loading it failed: {why[:300]})")
+
+
+def _neural_imports() -> Any:
+    """Import ``ltp`` for a neural model, or explain what to install."""
+    hint = ("LTP neural models need torch, transformers<5 and ltp: "
+            "pip install torch==2.13.0 && pip install ltp==4.2.14 'transformers<5' "
+            "(install torch first to get the CPU wheel); perceptron models need only ltp-extension")
+    tv = _package_version("transformers")
+    if tv is not None and int(tv.split(".")[0]) >= 5:
+        raise ImportError(f"found transformers {tv}, which LTP 4.2 cannot use "
+                          f"(it calls batch_encode_plus, removed in 5.x). {hint}")
+    if "transformers" not in sys.modules:
+        # LTP is torch-only, but transformers would also import TensorFlow when it
+        # is installed (corpusflow[train]): ~14 s and hundreds of MB per worker.
+        os.environ.setdefault("USE_TF", "0")
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        import ltp
+    except ImportError as e:
+        raise ImportError(f"{hint} ({e})") from e
+    return ltp
+
+
+def read_user_dict(path: str) -> list[tuple[str, Optional[int]]]:
+    """Words of a jieba-style user dictionary: ``word [freq] [tag]`` per line."""
+    with _open_binary(path) as f:
+        text = f.read().decode("utf-8-sig")
+    out: list[tuple[str, Optional[int]]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        freq = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        out.append((parts[0], freq))
+    return out
+
+
+# --------------------------------------------------------------------------
+# The segmenter.
+
+
+class LTPSegmenter(Segmenter):
+    """LTP word segmentation (perceptron or neural model directory).
+
+    Cheap to construct and to pickle: the model is loaded by ``setup()`` (once per
+    worker, from ``DoFn.setup``) and never pickled. Call ``validate()`` on the
+    driver before the pipeline starts to turn a bad model path into an error then.
+
+    Args:
+        model_dir: local or Beam-filesystem (``gs://``) LTP model directory.
+        batch_size: sentences per backend call (neural: per forward pass).
+        device: neural models only: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        user_dict: optional word list (jieba format: ``word [freq] [tag]``); words
+            are joined after segmentation with LTP's own ``Hook``.
+        max_chars: longer sentences fall back to characters (counted).
+        parallelism: let the perceptron use all cores for a batch (rayon). Off by
+            default: a Beam worker already runs one process or thread per core.
+    """
+
+    name = "ltp"
+
+    def __init__(self, model_dir: str, batch_size: int = 256, device: str = "cpu",
+                 user_dict: Optional[str] = None, max_chars: int = DEFAULT_MAX_CHARS,
+                 parallelism: bool = False) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_dir = model_dir
+        self.batch_size = batch_size
+        self.device = device
+        self.user_dict = user_dict
+        self.max_chars = max_chars
+        self.parallelism = parallelism
+        self._identity: Optional[dict] = None
+        self._config: Optional[dict] = None
+        # Loaded state (per worker, never pickled).
+        self._model: Any = None
+        self._neural = False
+        self._hook: Any = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_model=None, _hook=None, _neural=False)
+        return state
+
+    @property
+    def kind(self) -> str:
+        """``perceptron`` or ``neural`` (reads config.json)."""
+        if self._config is None:
+            self._config = read_config(self.model_dir)
+        return "neural" if self._config["nerual"] else "perceptron"
+
+    def validate(self, load: bool = True) -> None:
+        """Check the model directory (and user dictionary) before a pipeline starts.
+
+        Raises FileNotFoundError/ValueError naming the path and the problem, or
+        ImportError when a neural model's packages are missing. With ``load`` the
+        model is also loaded once (in a child process for perceptron models,
+        whose loader aborts the process on a corrupt file) and released.
+        """
+        self._config = read_config(self.model_dir)
+        if self.user_dict is not None:
+            if is_remote(self.user_dict):
+                from apache_beam.io.filesystems import FileSystems
+
+                found = FileSystems.exists(self.user_dict)
+            else:
+                found = os.path.isfile(self.user_dict)
+            if not found:
+                raise FileNotFoundError(f"user dictionary {self.user_dict!r} does not exist")
+            read_user_dict(self.user_dict)
+        if self._config["nerual"]:
+            _neural_imports()
+        elif importlib.util.find_spec("ltp_extension") is None:
+            raise ImportError("LTP perceptron models need ltp-extension: "
+                              "pip install ltp-extension==0.1.13 (or corpusflow[ltp])")
+        if not load:
+            return
+        if self._config["nerual"]:
+            loaded = self._model is not None
+            self.setup()
+            if not loaded:
+                self.teardown()
+        else:
+            local, tmp = self._localize()
+            try:
+                check_perceptron_file(os.path.join(local, self._config["tasks"]["cws"]))
+            finally:
+                if tmp:
+                    shutil.rmtree(tmp, ignore_errors=True)
+
+    def _localize(self) -> tuple[str, Optional[str]]:
+        """A local directory holding the model, and the temp dir to delete later."""
+        if not is_remote(self.model_dir):
+            return self.model_dir, None
+        tmp = tempfile.mkdtemp(prefix="corpusflow-ltp-")
+        try:
+            copy_model_dir(self.model_dir, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tmp, tmp
+
+    def setup(self) -> None:
+        """Load the model once (idempotent); copies a remote directory first."""
+        if self._model is not None:
+            return
+        config = read_config(self.model_dir)
+        self._config = config
+        local, tmp = self._localize()
+        try:
+            if config["nerual"]:
+                self._model = self._load_neural(local)
+                self._neural = True
+            else:
+                from ltp_extension.perceptron import CWSModel
+
+                # Loaded in-process: validate() on the driver already proved the
+                # file loads (a corrupt one would abort this worker).
+                self._model = CWSModel.load(os.path.join(local, config["tasks"]["cws"]))
+                self._neural = False
+        finally:
+            # Both kinds hold everything in memory once loaded.
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
+        if self.user_dict:
+            from ltp_extension.algorithms import Hook
+
+            hook = Hook()
+            for word, freq in read_user_dict(self.user_dict):
+                # LTP's own add_words() default weight is 2.
+                hook.add_word(word, freq if freq is not None else 2)
+            self._hook = hook if len(hook) else None
+
+    def _load_neural(self, local: str) -> Any:
+        ltp = _neural_imports()
+        import torch
+
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {self.device!r} requested but torch sees no CUDA device")
+        # LTP prints "Loading weights from local directory" on every load.
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = ltp.LTP(local)
+        if "cws" not in model.supported_tasks:
+            raise ValueError(f"LTP model {self.model_dir!r} has no word segmentation (cws) task")
+        return model.to(torch.device(device))
+
+    def teardown(self) -> None:
+        """Release the model (``DoFn.teardown``)."""
+        self._model = None
+        self._hook = None
+
+    # -- segmentation -----------------------------------------------------
+
+    def segment_batch(self, sentences: Sequence[str]) -> list[list[Span]]:
+        # Load outside the base class's fallback: a model that cannot load must
+        # fail the worker, not turn every sentence into characters.
+        self.setup()
+        return super().segment_batch(sentences)
+
+    def _predict(self, pieces: list[str]) -> list[list[str]]:
+        if self._neural:
+            return self._model.pipeline(pieces, tasks=["cws"]).cws
+        return self._model.batch_predict(pieces, parallelism=self.parallelism)
+
+    def _predict_robust(self, pieces: list[str]) -> list[Optional[list[str]]]:
+        """Predict, isolating failing pieces by bisection (``None`` = failed).
+
+        Bisection instead of one call per piece: one odd sentence in a batch of
+        256 costs ~2*log2(256) extra calls, not 256 (a neural forward pass each).
+        """
+        try:
+            out: list[Optional[list[str]]] = list(self._predict(pieces))
+            if len(out) != len(pieces):
+                raise RuntimeError("backend returned a different number of results")
+            return out
+        except BaseException as e:  # Rust panics arrive as BaseException subclasses
+            if isinstance(e, _STOP):
+                raise
+            if len(pieces) == 1:
+                return [None]
+            mid = len(pieces) // 2
+            return self._predict_robust(pieces[:mid]) + self._predict_robust(pieces[mid:])
+
+    def _word_lengths(self, piece: str, words: list[str]) -> list[int]:
+        lengths = list(map(len, words))
+        if sum(lengths) != len(piece):
+            # The backend dropped or changed characters: map words back.
+            spans = words_to_spans(piece, words)
+            lengths = [b - a for a, b in spans]
+            words = [piece[a:b] for a, b in spans]
+        if self._hook is not None:
+            hooked = self._hook.hook(piece, words)
+            hooked_lengths = list(map(len, hooked))
+            if sum(hooked_lengths) == len(piece):
+                lengths = hooked_lengths
+        return lengths
+
+    def _segment_batch(self, sentences: Sequence[str]) -> list[list[Span]]:
+        self.setup()
+        # Repeated sentences (boilerplate, dupes not yet removed) are segmented once.
+        index: dict[str, int] = {}
+        order = [index.setdefault(s, len(index)) for s in sentences]
+        unique = list(index)
+
+        window = NEURAL_WINDOW_CHARS if self._neural else self.max_chars
+        pieces: list[str] = []
+        # Per unique sentence: None (too long), an int (the whole sentence is one
+        # piece: the common case), or [(start, end, piece index or -1 for space)].
+        plans: list[Any] = []
+        for s in unique:
+            n = len(s)
+            if n > self.max_chars:
+                plans.append(None)
+            elif n <= window and not _WS.search(s):
+                plans.append(len(pieces))
+                pieces.append(s)
+            else:
+                parts = []
+                for m in _RUNS.finditer(s):
+                    a, b = m.span()
+                    if s[a].isspace():
+                        parts.append((a, b, -1))
+                        continue
+                    for w in range(a, b, window):
+                        parts.append((w, min(w + window, b), len(pieces)))
+                        pieces.append(s[w:min(w + window, b)])
+                plans.append(parts)
+
+        results: list[Optional[list[str]]] = [None] * len(pieces)
+        if self._neural:
+            # Similar lengths per forward pass: LTP pads each batch to its longest.
+            todo = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+        else:
+            todo = list(range(len(pieces)))
+        for k in range(0, len(todo), self.batch_size):
+            ids = todo[k:k + self.batch_size]
+            for i, words in zip(ids, self._predict_robust([pieces[i] for i in ids])):
+                results[i] = words
+
+        spans_by_unique: list[Optional[list[Span]]] = []
+        for s, plan in zip(unique, plans):
+            if plan is None:
+                spans_by_unique.append(None)
+            elif isinstance(plan, int):
+                words = results[plan]
+                if words is None:
+                    spans_by_unique.append(None)
+                    continue
+                ends = list(accumulate(self._word_lengths(s, words), initial=0))
+                spans_by_unique.append(list(pairwise(ends)))
+            else:
+                spans: list[Span] = []
+                for a, b, pi in plan:
+                    if pi < 0:
+                        spans.append((a, b))
+                        continue
+                    words = results[pi]
+                    if words is None:  # one failed piece: the whole sentence falls back
+                        break
+                    ends = list(accumulate(self._word_lengths(pieces[pi], words), initial=a))
+                    spans.extend(pairwise(ends))
+                else:
+                    spans_by_unique.append(spans)
+                    continue
+                spans_by_unique.append(None)
+
+        out: list[list[Span]] = []
+        failed = 0
+        used = [False] * len(unique)
+        for s, i in zip(sentences, order):
+            got = spans_by_unique[i]
+            if got is None:
+                failed += 1
+                out.append(char_spans(s))
+            elif used[i]:
+                # A repeat gets its own list: callers may mutate what they get.
+                out.append(list(got))
+            else:
+                used[i] = True
+                out.append(got)
+        # Counted only once the whole batch succeeded, so the base class's
+        # per-sentence retry after an exception cannot count a sentence twice.
+        self.fallbacks += failed
+        return out
+
+    # -- manifest ----------------------------------------------------------
+
+    def identity(self) -> dict:
+        """``{"name": "ltp", "version", "model_hash"}``.
+
+        ``version`` is ``ltp-extension==X`` for perceptron models and ``ltp==X``
+        for neural ones; ``model_hash`` is ``hash_model_dir`` of the directory,
+        with the user dictionary's bytes folded in when one is given.
+        """
+        if self._identity is None:
+            if self.kind == "neural":
+                version = f"ltp=={_package_version('ltp')}"
+            else:
+                version = f"ltp-extension=={_package_version('ltp-extension')}"
+            model_hash = hash_model_dir(self.model_dir)
+            if self.user_dict:
+                h = hashlib.sha256(model_hash.encode("ascii") + b"\x00user_dict\x00")
+                with _open_binary(self.user_dict) as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                model_hash = h.hexdigest()
+            self._identity = {"name": "ltp", "version": version, "model_hash": model_hash}
+        return dict(self._identity)
