@@ -8,6 +8,7 @@ CORE = [
     "apache-beam==2.77.0",
     "google-crc32c>=1.5",
     "jieba==0.42.1",
+    "rjieba==0.2.2",
     "opencc==1.4.2",
     "datasketch==2.0.0",
     "zstandard>=0.22",

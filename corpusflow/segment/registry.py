@@ -1,4 +1,4 @@
-"""Segmenters by name: ``make_segmenter("jieba" | "ltp", **options)``.
+"""Segmenters by name: ``make_segmenter("jieba" | "ltp" | "jieba_rs", **options)``.
 
 Backends are imported only when asked for, so choosing jieba never imports
 LTP (or torch), and the perceptron LTP path never imports jieba.
@@ -16,6 +16,7 @@ from corpusflow.segment.base import Segmenter
 _BACKENDS: dict[str, tuple[str, str]] = {
     "jieba": ("corpusflow.segment.jieba_backend", "JiebaSegmenter"),
     "ltp": ("corpusflow.segment.ltp_backend", "LTPSegmenter"),
+    "jieba_rs": ("corpusflow.segment.jieba_rs_backend", "JiebaRsSegmenter"),
 }
 SEGMENTERS: tuple[str, ...] = tuple(_BACKENDS)
 
