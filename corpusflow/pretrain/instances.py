@@ -1,0 +1,347 @@
+"""Documents (sentences + segmenter word spans) to pretraining instances.
+
+``InstanceBuilder.prepare`` tokenizes a document once and maps the segmenter's
+word spans onto tokens (masking units, see ``masking``); ``build`` then makes one
+pass (``dupe_index``) of instances: packing and pairs (``pairs``), masking,
+and a sort key. Every pass has its own RNG seeded from ``(seed, doc id, pass)``
+through ``stable_hash64``, so any pass of any document can be rebuilt alone,
+on any worker, in any order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from itertools import chain
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from corpusflow.counters import Inc, null_inc, register
+from corpusflow.document import stable_hash64
+from corpusflow.pretrain import masking
+from corpusflow.pretrain.pairs import PAIR_TASKS, RandomDoc, Sentence, make_pairs
+from corpusflow.segment.base import Span
+
+COUNTERS = register([
+    "instances:prepared",
+    "instances:rejected:too_short_for_instance",
+    "instances:long_sentence_split",
+    "instances:invalid_spans",
+    "instances:built",
+    "instances:tokens",
+    "instances:masked_tokens",
+    "instances:masked_units",
+    "instances:mask_under_budget",
+    "instances:no_masked_tokens",
+    "mask:fallback:unaligned_word",
+])
+
+REJECT_TOO_SHORT = "too_short_for_instance"
+MIN_DOC_TOKENS = 2
+
+
+@dataclasses.dataclass
+class InstanceConfig:
+    """Everything that changes the instances (goes into the manifest/config hash)."""
+
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    masking: str = "wwm"            # token | wwm | ngram
+    ngram: int = 3
+    ngram_dist: str = "albert"      # albert (p ∝ 1/n) | geometric (SpanBERT)
+    pair_task: str = "sop"          # sop | nsp | none
+    dupe_factor: int = 2
+    seed: int = 12345
+    decision: str = "per_word"      # 80/10/10 once per unit, or per_token
+    token_boundary: bool = False    # write ALBERT's token_boundary feature
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 5:
+            raise ValueError("max_seq_length must be >= 5 ([CLS] A [SEP] B [SEP] with A, B >= 1)")
+        if self.pair_task not in PAIR_TASKS:
+            raise ValueError(f"unknown pair_task {self.pair_task!r}; expected one of {PAIR_TASKS}")
+        if self.dupe_factor < 1:
+            raise ValueError("dupe_factor must be >= 1")
+        if not 0.0 <= self.short_seq_prob <= 1.0:
+            raise ValueError("short_seq_prob must be in [0, 1]")
+        self.mask_config()  # validates the masking fields
+
+    def mask_config(self) -> masking.MaskConfig:
+        return masking.MaskConfig(
+            masked_lm_prob=self.masked_lm_prob,
+            max_predictions_per_seq=self.max_predictions_per_seq,
+            strategy=self.masking, ngram=self.ngram, ngram_dist=self.ngram_dist,
+            decision=self.decision)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class PreparedDoc:
+    """A tokenized document, reused by every pass.
+
+    ``sentences``: per sentence ``(token ids, unit lengths)``; a unit is one
+    segmenter word's tokens, or one token of an unaligned word.
+    """
+
+    doc_id: str
+    sentences: list[Sentence]
+    num_tokens: int
+    reject_reason: Optional[str] = None   # REJECT_TOO_SHORT: caller rejects the doc
+
+
+@dataclasses.dataclass
+class Instance:
+    input_ids: list[int]
+    segment_ids: list[int]
+    masked_lm_positions: list[int]
+    masked_lm_ids: list[int]          # weights are implicit: 1.0 per position
+    next_sentence_label: int
+    token_boundary: list[int]         # filled when config.token_boundary, else []
+    sort_key: int                     # seeded 64-bit shuffle key for the writer
+
+
+class InstanceBuilder:
+    """Turns segmented documents into ``Instance``s for one ``InstanceConfig``."""
+
+    def __init__(self, config: InstanceConfig, tokenizer: Any) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self.mask_cfg = config.mask_config()
+        self.sampler = masking.NgramSampler(config.ngram, config.ngram_dist)
+        self.replace_ids = masking.replacement_ids(tokenizer.vocab)
+        if not self.replace_ids:
+            raise ValueError("vocab has no ids usable as random replacements")
+        self.cls_id = tokenizer.vocab["[CLS]"]
+        self.sep_id = tokenizer.vocab["[SEP]"]
+        self.mask_id = tokenizer.vocab["[MASK]"]
+        # Longest sentence piece: must fit [CLS] A [SEP] B [SEP].
+        self.max_piece = config.max_seq_length - 3
+
+    # -- prepare: once per document --------------------------------------------
+
+    def prepare(self, doc_id: str, sentences: Sequence[str], spans: Sequence[Sequence[Span]],
+                inc: Inc = null_inc) -> PreparedDoc:
+        """Tokenize ``sentences`` and turn word ``spans`` into masking units.
+
+        The tokens of one word form one unit; a token crossing a word boundary
+        makes every word it touches unaligned, and those words' tokens become
+        one-token units (counted ``mask:fallback:unaligned_word`` per word).
+        Sentences without tokens are dropped; sentences longer than
+        ``max_seq_length - 3`` tokens are cut, at word starts where possible.
+        A document with fewer than 2 tokens gets ``reject_reason``. Words are
+        defined by their start offsets (see ``_word_starts`` for bad spans).
+        """
+        if len(sentences) != len(spans):
+            raise ValueError("sentences and spans differ in length")
+        inc("instances:prepared")
+        # One tokenizer call for the whole document (per-call overhead is
+        # mostly fixed); "\n" separates sentences and never joins a word.
+        text = "\n".join(sentences)
+        word_starts = self._word_starts(sentences, spans, inc)
+        ids_arr, st, en = _tokenize_arrays(self.tokenizer, text)
+        total = len(ids_arr)
+        if total < MIN_DOC_TOKENS:
+            return self._too_short(doc_id, inc)
+        ids = ids_arr.tolist()
+        is_start = np.zeros(len(text) + 1, dtype=np.int32)
+        is_start[word_starts] = 1
+        wid = np.cumsum(is_start) - 1          # char -> word index
+        ws = wid[st]
+        we = wid[en - 1]
+        # A token starts a unit when it starts a new word, or when its word is
+        # unaligned (then every token of the word is a unit).
+        unit_start = np.empty(total, dtype=bool)
+        unit_start[0] = True
+        np.not_equal(ws[1:], ws[:-1], out=unit_start[1:])
+        crossing = ws != we
+        if crossing.any():
+            bad = np.zeros(int(wid[-1]) + 2, dtype=bool)
+            for a, b in zip(ws[crossing].tolist(), we[crossing].tolist()):
+                bad[a:b + 1] = True
+            inc("mask:fallback:unaligned_word", int(bad.sum()))
+            unit_start |= bad[ws]
+        ustarts = np.flatnonzero(unit_start)
+        ulens = np.diff(np.append(ustarts, total))
+        # Sentence token ranges, and the unit range of each (every sentence
+        # starts a new word, so units never cross sentences).
+        sent_starts = np.zeros(len(sentences), dtype=np.int64)
+        np.cumsum([len(x) + 1 for x in sentences[:-1]], out=sent_starts[1:])
+        tok_sent = np.searchsorted(sent_starts, st, side="right") - 1
+        tb = np.searchsorted(tok_sent, np.arange(len(sentences) + 1)).tolist()
+        ub = np.searchsorted(ustarts, tb).tolist()
+        ulens_l = ulens.tolist()
+        out: list[Sentence] = []
+        for k in range(len(sentences)):
+            a, b = tb[k], tb[k + 1]
+            if a == b:
+                continue
+            units = ulens_l[ub[k]:ub[k + 1]]
+            if b - a > self.max_piece:
+                inc("instances:long_sentence_split")
+                out.extend(_split_long(ids[a:b], units, self.max_piece))
+            else:
+                out.append((ids[a:b], units))
+        return PreparedDoc(doc_id, out, total)
+
+    @staticmethod
+    def _word_starts(sentences: Sequence[str], spans: Sequence[Sequence[Span]],
+                     inc: Inc) -> np.ndarray:
+        """Offsets in ``"\\n".join(sentences)`` where a word starts, separators
+        included (each "\\n" is a word of its own).
+
+        Only the start offsets define the words, so only they are checked: a
+        sentence with a start outside ``[0, len]`` or a malformed span falls
+        back to one word per character (counted ``instances:invalid_spans``).
+        Vectorised over the whole document.
+        """
+        n_sent = len(sentences)
+        lens = np.fromiter(map(len, sentences), dtype=np.int64, count=n_sent)
+        counts = np.fromiter(map(len, spans), dtype=np.int64, count=n_sent)
+        sent_off = np.zeros(n_sent, dtype=np.int64)
+        np.cumsum(lens[:-1] + 1, out=sent_off[1:])
+        try:
+            flat = np.fromiter(chain.from_iterable(chain.from_iterable(spans)), dtype=np.int64)
+        except (TypeError, ValueError):
+            flat = np.zeros(0, dtype=np.int64)
+        word_sent = np.repeat(np.arange(n_sent), counts)
+        if flat.size != 2 * word_sent.size:   # some span is not a (start, end) pair
+            bad = np.ones(n_sent, dtype=bool)
+        else:
+            a = flat[0::2]
+            ok = (a >= 0) & (a <= lens[word_sent])
+            bad = np.zeros(n_sent, dtype=bool) if ok.all() else np.bincount(
+                word_sent[~ok], minlength=n_sent) > 0
+        bad |= (counts == 0) & (lens > 0)       # no words in a non-empty sentence
+        if not bad.any():
+            return np.concatenate((sent_off + lens, a + sent_off[word_sent]))
+        inc("instances:invalid_spans", int(bad.sum()))
+        parts = [sent_off + lens]               # the separators
+        if flat.size == 2 * word_sent.size:
+            keep = ~bad[word_sent]
+            parts.append(a[keep] + sent_off[word_sent[keep]])
+        for k in np.flatnonzero(bad).tolist():  # one word per character
+            parts.append(np.arange(sent_off[k], sent_off[k] + lens[k]))
+        return np.concatenate(parts)
+
+    @staticmethod
+    def usable(prepared: PreparedDoc) -> bool:
+        """False when the caller should reject the document (``reject_reason``)."""
+        return prepared.reject_reason is None and bool(prepared.sentences)
+
+    def _too_short(self, doc_id: str, inc: Inc) -> PreparedDoc:
+        inc("instances:rejected:too_short_for_instance")
+        return PreparedDoc(doc_id, [], 0, REJECT_TOO_SHORT)
+
+    # -- build: once per (document, pass) --------------------------------------
+
+    def rng_for(self, doc_id: str, dupe_index: int) -> random.Random:
+        return random.Random(stable_hash64(f"{self.config.seed}\x1f{doc_id}\x1f{dupe_index}"))
+
+    def build(self, prepared: PreparedDoc, dupe_index: int, inc: Inc = null_inc,
+              random_doc: Optional[RandomDoc] = None) -> list[Instance]:
+        """Instances of one pass over a prepared document (empty if rejected)."""
+        if prepared.reject_reason or not prepared.sentences:
+            return []
+        cfg = self.config
+        rng = self.rng_for(prepared.doc_id, dupe_index)
+        pairs = make_pairs(prepared.sentences, max_seq_length=cfg.max_seq_length,
+                           short_seq_prob=cfg.short_seq_prob, pair_task=cfg.pair_task,
+                           rng=rng, random_doc=random_doc, inc=inc)
+        out: list[Instance] = []
+        cls_id, sep_id = self.cls_id, self.sep_id
+        n_tokens = n_masked = n_units = under = none = 0
+        key_prefix = f"sort\x1f{cfg.seed}\x1f{prepared.doc_id}\x1f{dupe_index}\x1f"
+        want_tb = cfg.token_boundary
+        for k, p in enumerate(pairs):
+            la = len(p.a_ids)
+            ids = [cls_id] + p.a_ids + [sep_id]
+            segments = [(1, p.a_units)]
+            if p.b_ids is not None:
+                ids += p.b_ids
+                ids.append(sep_id)
+                segments.append((la + 2, p.b_units))  # type: ignore[arg-type]
+                seg = [0] * (la + 2) + [1] * (len(p.b_ids) + 1)
+            else:
+                seg = [0] * (la + 2)
+            m = masking.mask_sequence(ids, segments, self.mask_cfg, rng, self.mask_id,
+                                      self.replace_ids, self.sampler, with_boundary=want_tb)
+            out.append(Instance(
+                input_ids=m.input_ids, segment_ids=seg, masked_lm_positions=m.positions,
+                masked_lm_ids=m.labels, next_sentence_label=p.label,
+                token_boundary=m.token_boundary,
+                sort_key=stable_hash64(key_prefix + str(k))))
+            n_tokens += len(ids)
+            n_masked += len(m.positions)
+            n_units += m.units
+            if len(m.positions) < m.budget:
+                # Whole words larger than what is left of the budget are
+                # skipped, never split; a short sequence whose words are all
+                # longer than its budget gets no prediction at all (kept: its
+                # pair label still trains; the count tells how often).
+                under += 1
+                if not m.positions:
+                    none += 1
+        if out:
+            inc("instances:built", len(out))
+            inc("instances:tokens", n_tokens)
+            inc("instances:masked_tokens", n_masked)
+            inc("instances:masked_units", n_units)
+            if under:
+                inc("instances:mask_under_budget", under)
+            if none:
+                inc("instances:no_masked_tokens", none)
+        return out
+
+    def build_all(self, prepared: PreparedDoc, inc: Inc = null_inc,
+                  random_doc: Optional[RandomDoc] = None) -> list[Instance]:
+        """All ``dupe_factor`` passes (convenience for tests and local runs)."""
+        out: list[Instance] = []
+        for d in range(self.config.dupe_factor):
+            out.extend(self.build(prepared, d, inc, random_doc))
+        return out
+
+
+def _split_long(ids: list[int], units: list[int], limit: int) -> list[Sentence]:
+    """Cut a sentence into pieces of at most ``limit`` tokens.
+
+    Pieces end at a word boundary when that keeps them at least half full;
+    otherwise (a very long word) the word is cut and each part is a unit.
+    """
+    pieces: list[Sentence] = []
+    cur_units: list[int] = []
+    cur = 0          # tokens in the current piece
+    pos = 0          # ids index where the current piece starts
+    for u in units:
+        while cur + u > limit:
+            if cur >= limit // 2:
+                pieces.append((ids[pos:pos + cur], cur_units))
+            else:  # cut the word: fill this piece, the rest stays a unit
+                take = limit - cur
+                cur_units.append(take)
+                cur += take
+                u -= take
+                pieces.append((ids[pos:pos + cur], cur_units))
+            pos += cur
+            cur = 0
+            cur_units = []
+        cur_units.append(u)
+        cur += u
+    if cur:
+        pieces.append((ids[pos:pos + cur], cur_units))
+    return pieces
+
+
+def _tokenize_arrays(tokenizer: Any, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tokenizer's numpy fast path when it has one (``FullTokenizer``),
+    else ``tokenize_with_offsets`` converted."""
+    fast = getattr(tokenizer, "tokenize_arrays", None)
+    if fast is not None:
+        return fast(text)
+    ids, starts, ends = tokenizer.tokenize_with_offsets(text)
+    return (np.asarray(ids, dtype=np.int64), np.asarray(starts, dtype=np.int64),
+            np.asarray(ends, dtype=np.int64))

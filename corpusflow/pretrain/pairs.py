@@ -1,0 +1,247 @@
+"""Packing a document's sentences into A/B segment pairs (BERT), SOP and NSP.
+
+Input: one document as ``(token ids, unit lengths)`` per sentence (see
+``masking``); output: ``Pair`` records, each becoming one instance.
+
+Packing follows BERT's ``create_instances_from_document``: sentences are added
+to a chunk until it reaches ``target_seq_length`` (``max_seq_length - 3``, or
+with probability ``short_seq_prob`` a random length in ``[2, max - 3]``), and
+the chunk is split at a random sentence boundary into A and B. Differences:
+
+* the short target is redrawn for every chunk (BERT draws it once per
+  document), so ``short_seq_prob`` is the share of short chunks;
+* ``sop`` (ALBERT): B is the rest of the chunk; with probability 0.5 A and B
+  are swapped, label 1 = swapped. A chunk of one sentence is never given a
+  random-document negative (ALBERT does that, which mixes NSP into SOP): it
+  becomes a single-segment instance ``[CLS] A [SEP]`` with label 0, counted
+  ``pairs:single_segment``;
+* ``nsp`` (BERT): the coin is drawn first for every chunk, so the random-next
+  rate is exactly 0.5. Random next: A is the first ``a_end`` sentences, B comes
+  from another document from ``random_doc(rng)`` (the caller's bounded window;
+  it must not return the current document), unused sentences go back to the
+  stream as in BERT. ``random_doc`` returning ``None`` gives an actual-next
+  pair instead (counted ``pairs:nsp:no_negative``). Actual next with a
+  one-sentence chunk gives a single segment, label 0;
+* ``none``: single segments packed up to ``max_seq_length - 2``, label 0.
+
+Pairs over the limit lose tokens from the longer segment, front or back by a
+coin flip per token (BERT's ``truncate_seq_pair``; see ``truncate_pair``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
+from typing import Any, Callable, Optional, Sequence
+
+from corpusflow.counters import Inc, null_inc, register
+from corpusflow.pretrain.masking import randbelow, randint
+
+COUNTERS = register([
+    "pairs:sop:swapped",
+    "pairs:sop:in_order",
+    "pairs:nsp:random_next",
+    "pairs:nsp:actual_next",
+    "pairs:nsp:no_negative",
+    "pairs:single_segment",
+    "pairs:truncated",
+])
+
+PAIR_TASKS = ("sop", "nsp", "none")
+
+Sentence = tuple[list[int], list[int]]  # (token ids, unit lengths summing to len(ids))
+# What ``random_doc`` may return: a PreparedDoc (anything with ``.sentences``),
+# a list of (ids, unit lengths) sentences, or a list of plain id lists (each
+# token is then its own masking unit).
+RandomDoc = Callable[[random.Random], Any]
+
+
+@dataclasses.dataclass
+class Pair:
+    a_ids: list[int]
+    a_units: list[int]              # unit lengths, sum == len(a_ids)
+    b_ids: Optional[list[int]]      # None: a single-segment instance
+    b_units: Optional[list[int]]
+    label: int                      # SOP: 1 = swapped; NSP: 1 = random next
+
+
+def _as_sentences(doc: Any) -> list[Sentence]:
+    """Normalise what ``random_doc`` returned (see ``RandomDoc``)."""
+    sents = getattr(doc, "sentences", doc)
+    out: list[Sentence] = []
+    for s in sents or ():
+        if isinstance(s, tuple):
+            ids, units = s
+        else:
+            ids, units = list(s), [1] * len(s)
+        if ids:
+            out.append((ids, units))
+    return out
+
+
+def trim_units(units: list[int], front: int, back: int) -> list[int]:
+    """Unit lengths after removing ``front`` and ``back`` tokens; a cut word
+    keeps its remaining tokens as one (partial) unit."""
+    if not front and not back:
+        return units
+    cum = list(accumulate(units))
+    lo, hi = front, cum[-1] - back          # kept token range [lo, hi)
+    i = bisect_right(cum, lo)               # first unit ending after lo
+    j = bisect_left(cum, hi)                # unit holding token hi - 1
+    kept = units[i:j + 1]
+    kept[0] -= lo - (cum[i] - units[i])
+    kept[-1] -= cum[j] - hi
+    return kept
+
+
+def truncation_counts(na: int, nb: int, max_num_tokens: int) -> tuple[int, int]:
+    """Tokens BERT's ``truncate_seq_pair`` removes from A and from B.
+
+    Which side loses a token depends only on the lengths (the longer one,
+    B on ties), so the counts have a closed form; only front/back is random.
+    """
+    excess = na + nb - max_num_tokens
+    if excess <= 0:
+        return 0, 0
+    d = abs(na - nb)
+    if excess <= d:
+        return (excess, 0) if na > nb else (0, excess)
+    rest = excess - d                        # equal lengths now; B, A, B, A...
+    ra, rb = (d, 0) if na > nb else (0, d)
+    return ra + rest // 2, rb + (rest + 1) // 2
+
+
+def truncate_pair(a: list[int], au: list[int], b: Optional[list[int]],
+                  bu: Optional[list[int]], max_num_tokens: int, rng: random.Random
+                  ) -> tuple[list[int], list[int], Optional[list[int]], Optional[list[int]], bool]:
+    """BERT's ``truncate_seq_pair``: the longer side loses a token, front or
+    back by a fair coin, until the pair fits.
+
+    The per-side counts are computed in closed form and the number of front
+    removals is the popcount of that many random bits (one coin per token,
+    drawn at once). Returns the new ids and unit lengths and whether anything
+    was removed.
+    """
+    na = len(a)
+    nb = len(b) if b is not None else 0
+    ra, rb = truncation_counts(na, nb, max_num_tokens)
+    if not ra and not rb:
+        return a, au, b, bu, False
+    if ra:
+        fa = rng.getrandbits(ra).bit_count()
+        a, au = a[fa:na - (ra - fa)], trim_units(au, fa, ra - fa)
+    if rb and b is not None and bu is not None:
+        fb = rng.getrandbits(rb).bit_count()
+        b, bu = b[fb:nb - (rb - fb)], trim_units(bu, fb, rb - fb)
+    return a, au, b, bu, True
+
+
+def _concat(sents: Sequence[Sentence]) -> tuple[list[int], list[int]]:
+    ids: list[int] = []
+    units: list[int] = []
+    for i, u in sents:
+        ids += i
+        units += u
+    return ids, units
+
+
+def make_pairs(sentences: Sequence[Sentence], *, max_seq_length: int, short_seq_prob: float,
+               pair_task: str, rng: random.Random, random_doc: Optional[RandomDoc] = None,
+               inc: Inc = null_inc) -> list[Pair]:
+    """All pairs (one per future instance) of one document pass."""
+    if pair_task not in PAIR_TASKS:
+        raise ValueError(f"unknown pair_task {pair_task!r}; expected one of {PAIR_TASKS}")
+    single = pair_task == "none"
+    max_num_tokens = max_seq_length - (2 if single else 3)
+
+    def draw_target() -> int:
+        if rng.random() < short_seq_prob:
+            return randint(rng, 2, max_num_tokens)
+        return max_num_tokens
+
+    pairs: list[Pair] = []
+    n = len(sentences)
+    target = draw_target()
+    chunk: list[Sentence] = []
+    length = 0
+    i = 0
+    while i < n:
+        chunk.append(sentences[i])
+        length += len(sentences[i][0])
+        if i == n - 1 or length >= target:
+            if single:
+                a, af = _concat(chunk)
+                a, af, _, _, cut = truncate_pair(a, af, None, None, max_num_tokens, rng)
+                if cut:
+                    inc("pairs:truncated")
+                pairs.append(Pair(a, af, None, None, 0))
+            else:
+                i -= _emit_pair(chunk, target, max_num_tokens, pair_task, rng,
+                                random_doc, inc, pairs)
+            chunk = []
+            length = 0
+            target = draw_target()
+        i += 1
+    return pairs
+
+
+def _emit_pair(chunk: list[Sentence], target: int, max_num_tokens: int, pair_task: str,
+               rng: random.Random, random_doc: Optional[RandomDoc], inc: Inc,
+               pairs: list[Pair]) -> int:
+    """Append one pair for ``chunk``; returns how many sentences go back (NSP)."""
+    k = len(chunk)
+    a_end = randint(rng, 1, k - 1) if k >= 2 else 1
+    put_back = 0
+    b: Optional[list[int]] = None
+    bf: Optional[list[int]] = None
+    label = 0
+    if pair_task == "sop":
+        a, af = _concat(chunk[:a_end])
+        if k >= 2:
+            b, bf = _concat(chunk[a_end:])
+            if rng.random() < 0.5:
+                a, af, b, bf = b, bf, a, af
+                label = 1
+                inc("pairs:sop:swapped")
+            else:
+                inc("pairs:sop:in_order")
+    else:  # nsp
+        other: list[Sentence] = []
+        if rng.random() < 0.5:
+            if random_doc is not None:
+                other = _as_sentences(random_doc(rng))
+            if not other:
+                inc("pairs:nsp:no_negative")
+        if other:
+            a, af = _concat(chunk[:a_end])
+            target_b = target - len(a)
+            b, bf = [], []
+            for ids, units in other[randbelow(rng, len(other)):]:
+                b += ids
+                bf += units
+                if len(b) >= target_b:
+                    break
+            label = 1
+            put_back = k - a_end
+            inc("pairs:nsp:random_next")
+        else:
+            a, af = _concat(chunk[:a_end])
+            if k >= 2:
+                b, bf = _concat(chunk[a_end:])
+                inc("pairs:nsp:actual_next")
+    if b is None:
+        inc("pairs:single_segment")
+        # [CLS] A [SEP] has room for one more token than a pair. (prepare()
+        # already cuts sentences to max_seq_length - 3; this guards other callers.)
+        a, af, _, _, cut = truncate_pair(a, af, None, None, max_num_tokens + 1, rng)
+        if cut:
+            inc("pairs:truncated")
+        pairs.append(Pair(a, af, None, None, 0))
+        return put_back
+    a, af, b, bf, cut = truncate_pair(a, af, b, bf, max_num_tokens, rng)
+    if cut:
+        inc("pairs:truncated")
+    pairs.append(Pair(a, af, b, bf, label))
+    return put_back
