@@ -30,6 +30,10 @@ def make_runner(options: PipelineOptions):
     if name in (None, "DirectRunner", "FnApiRunner", "direct"):
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
         return FnApiRunner()
+    if name == "DataflowRunner":
+        # An instance, so a --dry_run can report the job graph it built.
+        from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+        return DataflowRunner()
     return name
 
 

@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from corpusflow import __version__
 from pipelines import beam_util
 from pipelines.options import BuildOptions
-from pipelines.sharded_write import ShardedWrite, cleanup
+from pipelines.sharded_write import ShardedWrite, cleanup, shard_name
 from pipelines import stages
 
 log = logging.getLogger("corpusflow.build")
@@ -110,6 +110,7 @@ class Ctx:
     b: BuildOptions
     out: str
     runner: Any
+    dry_run_report: dict = dataclasses.field(default_factory=dict)
 
 
 def _pipeline(ctx: Ctx) -> beam.Pipeline:
@@ -142,8 +143,9 @@ def run_clean(ctx: Ctx, files: list[dict]) -> dict:
     res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/clean/_stats.json",
                                                        merge=True)
     _write_rejects(res[stages.REJECTS], ctx, "clean")
-    result = p.run()
-    result.wait_until_finish()
+    result = _finish(ctx, p, "clean")
+    if result is None:
+        return {}
     for t in (f"{ctx.out}/stages/clean/_tmp-docs", f"{ctx.out}/rejects/_tmp-clean"):
         cleanup(t)
     shards = beam_util.read_json_file(f"{ctx.out}/stages/clean/_shards.json")
@@ -151,9 +153,30 @@ def run_clean(ctx: Ctx, files: list[dict]) -> dict:
     return {"counters": beam_util.query_counters(result), "shards": shards, "stats": stats}
 
 
-def run_dedup(ctx: Ctx, clean_shards: list[dict]) -> dict:
+def _finish(ctx: Ctx, p: beam.Pipeline, stage: str):
+    """Run a stage's pipeline; None for a Dataflow --dry_run (nothing ran)."""
+    result = p.run()
+    if _dry_run(ctx):
+        proto = getattr(ctx.runner, "proto_pipeline", None)
+        ctx.dry_run_report[stage] = {"pipeline_proto_bytes": proto.ByteSize() if proto else None,
+                                     "job_json_bytes": len(str(getattr(ctx.runner, "job", "")))}
+        return None
+    result.wait_until_finish()
+    return result
+
+
+def _dry_run(ctx: Ctx) -> bool:
+    return bool(ctx.options.get_all_options().get("dry_run"))
+
+
+def stage_files(prefix: str, num_shards: int, suffix: str) -> list[str]:
+    """A stage's output files: their names depend only on the shard count."""
+    return [shard_name(prefix, i, num_shards, suffix) for i in range(num_shards)]
+
+
+def run_dedup(ctx: Ctx) -> dict:
     b = ctx.b
-    paths = [f"{ctx.out}/stages/clean/{s['file']}" for s in clean_shards]
+    paths = stage_files(f"{ctx.out}/stages/clean/docs", b.num_doc_shards, ".jsonl.gz")
     p = _pipeline(ctx)
 
     def read(label: str):
@@ -217,8 +240,9 @@ def run_dedup(ctx: Ctx, clean_shards: list[dict]) -> dict:
          | "ExactHistList" >> beam.Map(lambda kv: {"exact_group_sizes": {kv[0]: kv[1]}})
          | "ExactHist" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_groups.json", merge=True))
     _write_rejects(res[stages.REJECTS], ctx, "dedup")
-    result = p.run()
-    result.wait_until_finish()
+    result = _finish(ctx, p, "dedup")
+    if result is None:
+        return {}
     for t in (f"{ctx.out}/docs/_tmp-docs", f"{ctx.out}/rejects/_tmp-dedup",
               f"{ctx.out}/dedup/_tmp-clusters"):
         cleanup(t)
@@ -257,15 +281,16 @@ def _workers(options: PipelineOptions) -> int:
     return max(1, options.view_as(DirectOptions).direct_num_workers or 1)
 
 
-def run_tfrecords(ctx: Ctx, doc_shards: list[dict]) -> dict:
+def run_tfrecords(ctx: Ctx, docs_in: int) -> dict:
     b = ctx.b
-    paths = [f"{ctx.out}/docs/{s['file']}" for s in doc_shards]
+    paths = stage_files(f"{ctx.out}/docs/docs", b.num_doc_shards,
+                        ".parquet" if b.docs_format == "parquet" else ".jsonl.gz")
     p = _pipeline(ctx)
     res = (p | "DocFiles" >> beam.Create(paths) | "SpreadFiles" >> beam.Reshuffle()
            | "BuildInstances" >> beam.ParDo(stages.BuildInstances(
                b.vocab_file, b.do_lower_case, b.segmenter, segmenter_options(b), instance_config(b),
                b.nsp_window, b.segment_batch_size,
-               progress={"total": sum(x["count"] for x in doc_shards), "enabled": b.progress,
+               progress={"total": docs_in, "enabled": b.progress,
                          "workers": _workers(ctx.options)})).with_outputs(
                    stages.REJECTS, stages.STATS, main="examples"))
     infos = res.examples | "WriteShards" >> ShardedWrite(
@@ -274,8 +299,9 @@ def run_tfrecords(ctx: Ctx, doc_shards: list[dict]) -> dict:
     res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/tfrecords_stats.json",
                                                        merge=True)
     _write_rejects(res[stages.REJECTS], ctx, "pretrain")
-    result = p.run()
-    result.wait_until_finish()
+    result = _finish(ctx, p, "tfrecords")
+    if result is None:
+        return {}
     for t in (f"{ctx.out}/tfrecords/_tmp-part", f"{ctx.out}/rejects/_tmp-pretrain"):
         cleanup(t)
     shards = beam_util.read_json_file(f"{ctx.out}/tfrecords/_shards.json")
@@ -384,17 +410,22 @@ def run(argv: Optional[list[str]] = None) -> dict:
             _progress(b.progress, f"stage {stage}: up to date, skipped (--resume)")
             results[stage] = prev
             continue
-        for pattern in _OUTPUTS[stage]:
-            _clear_prefix(f"{out}/{pattern}")
+        if not _dry_run(ctx):
+            for pattern in _OUTPUTS[stage]:
+                _clear_prefix(f"{out}/{pattern}")
         started = time.time()
         cpu0 = time.process_time()
         _progress(b.progress, f"stage {stage}: running on {len(files)} input file(s)")
         if stage == "clean":
             r = run_clean(ctx, files)
         elif stage == "dedup":
-            r = run_dedup(ctx, results["clean"]["shards"])
+            r = run_dedup(ctx)
         else:
-            r = run_tfrecords(ctx, results["dedup"]["shards"])
+            r = run_tfrecords(ctx, (results.get("dedup") or {}).get("counters", {}).get("dedup:kept", 0))
+        if _dry_run(ctx):
+            _progress(b.progress, f"stage {stage}: job graph built (--dry_run), not run")
+            results[stage] = {}
+            continue
         r["config_hash"] = hashes[stage]
         r["wall_seconds"] = round(time.time() - started, 3)
         r["driver_cpu_seconds"] = round(time.process_time() - cpu0, 3)
@@ -404,6 +435,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
                   + ", ".join(f"{k}={v}" for k, v in sorted(r["counters"].items())
                               if k.count(":") == 1 or k.startswith(("read:rejected", "clean:filtered"))))
 
+    if _dry_run(ctx):
+        return {"dry_run": True, "stages": ctx.dry_run_report, "config_hash": hashes[last]}
     counters: dict[str, int] = {}
     for stage in todo:
         for k, v in results[stage]["counters"].items():

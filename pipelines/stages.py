@@ -27,7 +27,7 @@ counters.register([
     "dedup:in", "dedup:kept", "dedup:duplicate:exact", "dedup:duplicate:near",
     "dedup:lines:removed", "dedup:lines:docs_changed", "dedup:filtered:too_short_after_dedup",
     "dedup:rejected:decontaminated",
-    "pretrain:docs", "pretrain:rejected:too_short_for_instance", "pretrain:rejected:segmenter_error",
+    "pretrain:docs",
     "pretrain:sentences", "pretrain:chars", "pretrain:instances",
 ])
 
@@ -348,7 +348,7 @@ class BuildInstances(beam.DoFn):
             toks["total"] += prepared.num_tokens
             toks["unk"] += sum(ids.count(self.unk_id) for ids, _ in prepared.sentences)
             if not self.builder.usable(prepared):
-                inc("pretrain:rejected:too_short_for_instance")
+                # (the builder counted instances:rejected:too_short_for_instance)
                 yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
                     doc, "pretrain", "too_short_for_instance", "rejected").to_json())
                 continue
@@ -379,7 +379,8 @@ def _window_sampler(window):
     def sample(rng):
         if not window:
             return None
-        return window[rng.randrange(len(window))]
+        # rng.random() only: randrange's algorithm may differ across Pythons.
+        return window[int(rng.random() * len(window))]
     return sample
 
 

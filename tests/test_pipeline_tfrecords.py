@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pipelines.build import BuildError, file_sha256
-from tests.pipeline_util import ROOT, build, digest_tree
+from tests.pipeline_util import ROOT, SAMPLE_INPUTS as SAMPLE_ARGS, build, digest_tree
 
 VOCAB = str(ROOT / "data" / "vocab" / "sample_vocab.txt")
 TF_ARGS = ("--vocab_file", VOCAB, "--max_seq_length", "64", "--max_predictions_per_seq", "10",
@@ -136,3 +136,33 @@ def test_stats_json_and_html_report(demo, tmp_path):
     assert page.count("data:image/png;base64,") >= 8
     assert "records removed, by reason" not in page or "<img" in page
     assert report.main([str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.slow
+def test_killed_in_late_stage_then_resumed_equals_clean_run(tmp_path, demo):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    clean_out, _ = demo
+    out = tmp_path / "killed"
+    # Leftovers of an older run with another shard count must not survive.
+    (out / "tfrecords").mkdir(parents=True)
+    (out / "tfrecords" / "part-00000-of-00016.tfrecord").write_bytes(b"old")
+    cmd = [sys.executable, "-m", "pipelines.build", *SAMPLE_ARGS, "--output", str(out), *TF_ARGS,
+           "--token_boundary", "--progress", "false"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "stages" / "dedup.json").exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside the tfrecords stage
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "stages" / "tfrecords.json").exists()
+    m = build(out, *TF_ARGS, "--token_boundary", "--resume")
+    assert m["tfrecords"]["num_instances"] > 0
+    assert digest_tree(out, ("tfrecords", "docs")) == digest_tree(clean_out, ("tfrecords", "docs"))
+    assert not (out / "tfrecords" / "part-00000-of-00016.tfrecord").exists()

@@ -85,3 +85,24 @@ def test_two_workers_same_bytes(tmp_path):
     _run(str(tmp_path / "two"), 500, 4, spill_bytes=3000, workers=2)
     for f in os.listdir(tmp_path / "one"):
         assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes()
+
+
+def test_orphan_runs_of_a_failed_attempt_are_ignored(tmp_path):
+    """A retried bundle leaves its first attempt's runs on disk; only committed
+    bundles' runs are merged, so nothing is duplicated."""
+    tmp = tmp_path / "_tmp-part" / "runs"
+    tmp.mkdir(parents=True)
+    import struct
+    orphan = b"".join(struct.pack(">QI", k, 5) + b"ghost" for k in (1, 2, 3))
+    for b in range(3):
+        (tmp / f"b{b:05d}-deadbeef.run").write_bytes(orphan)
+    files = _run(str(tmp_path), 100, 4, spill_bytes=1 << 20)
+    records = [r for f in files for r in _read(str(tmp_path / f))]
+    assert len(records) == 100 and b"ghost" not in records
+
+
+def test_existing_final_shard_is_replaced(tmp_path):
+    (tmp_path / "part-00000-of-00002.tfrecord").write_bytes(b"stale bytes")
+    files = _run(str(tmp_path), 10, 2, spill_bytes=1 << 20)
+    assert files == ["part-00000-of-00002.tfrecord", "part-00001-of-00002.tfrecord"]
+    assert sum(len(_read(str(tmp_path / f))) for f in files) == 10
