@@ -42,6 +42,6 @@ grep -qxF "${GUARD} && HAVE_GPU" "$XLA_CC"
 export HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 export HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1
 export MAKEFLAGS="-j${HOROVOD_BUILD_JOBS:-$(nproc)}"
-"$PYTHON" -m pip install --no-build-isolation --no-cache-dir -v "$SRC"
+"$PYTHON" -m pip install --no-build-isolation --no-cache-dir "$SRC"
 
 "$PYTHON" -c "import horovod.tensorflow as hvd; print('horovod', hvd.__version__ if hasattr(hvd, '__version__') else '', 'gloo built:', hvd.gloo_built())"

@@ -1,0 +1,96 @@
+"""Export a trained encoder for fine-tuning: TF SavedModel + albert_zh/NEZHA-style config JSON + vocab.
+
+    python -m trainer_hooks.export --model_dir OUT --output EXPORT_DIR [--checkpoint OUT/ckpt-N] [--vocab_file V]
+
+Writes to EXPORT_DIR:
+  saved_model/            endpoint ``serve(input_ids, input_mask, segment_ids)`` -> ``sequence_output``
+                          [B, L, H] and ``pooled_output`` [B, H] (float32, dynamic batch and length); its
+                          ``trainable_variables`` are the encoder weights, so it can be fine-tuned as a layer.
+  albert_config.json      (ALBERT) or ``bert_config.json`` (NEZHA, as in the NEZHA release)
+  pretraining.weights.h5  all pretraining weights, for ``build_model(...).load_weights(...)``
+  vocab.txt               when ``--vocab_file`` is given
+The export is float32 whatever precision trained it (the variables are float32 in every precision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from typing import Optional, Sequence
+
+CONFIG_NAMES = {"albert": "albert_config.json", "nezha": "bert_config.json"}
+
+
+def export_model(model, kind: str, output: str, vocab_file: Optional[str] = None) -> str:
+    """Write ``model``'s encoder, config and (optionally) vocab to ``output``; returns the SavedModel path."""
+    import keras
+    import tensorflow as tf
+
+    os.makedirs(output, exist_ok=True)
+    encoder = model.encoder
+    archive = keras.export.ExportArchive()
+    archive.track(encoder)
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    def serve(input_ids: tf.Tensor, input_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        seq, pooled = encoder(input_ids, segment_ids, input_mask, training=False)
+        return {"sequence_output": tf.cast(seq, tf.float32), "pooled_output": tf.cast(pooled, tf.float32)}
+
+    archive.add_endpoint("serve", serve, input_signature=[spec, spec, spec])
+    saved = os.path.join(output, "saved_model")
+    archive.write_out(saved, verbose=False)
+    model.config.to_json_file(os.path.join(output, CONFIG_NAMES[kind]))
+    model.save_weights(os.path.join(output, "pretraining.weights.h5"))
+    if vocab_file:
+        shutil.copyfile(vocab_file, os.path.join(output, "vocab.txt"))
+    return saved
+
+
+def export_checkpoint(kind: str, config_path: str, checkpoint: str, output: str, vocab_file: Optional[str] = None,
+                      max_predictions_per_seq: int = 20) -> str:
+    """Rebuild the model in float32, restore its weights from a trainer checkpoint and export it."""
+    import tensorflow as tf
+
+    from trainer_hooks.config import ModelConfig
+    from trainer_hooks.models import build_model
+    model = build_model(kind, ModelConfig.from_json_file(config_path), dtype="float32",
+                        max_predictions_per_seq=max_predictions_per_seq)
+    # Only the model: optimizer slots, counters and RNG state in the checkpoint are not needed.
+    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial().assert_existing_objects_matched()
+    return export_model(model, kind, output, vocab_file)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer_hooks.export", description=__doc__.split("\n")[0])
+    p.add_argument("--model_dir", required=True, help="trainer output dir (has model_config.json, run_args.json)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--checkpoint", default=None, help="default: latest checkpoint in --model_dir")
+    p.add_argument("--model", choices=("albert", "nezha"), default=None, help="default: from run_args.json")
+    p.add_argument("--config", default=None, help="default: MODEL_DIR/model_config.json")
+    p.add_argument("--vocab_file", default=None, help="default: the --vocab_file of the training run, if any")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    run_args = {}
+    run_args_path = os.path.join(args.model_dir, "run_args.json")
+    if os.path.exists(run_args_path):
+        with open(run_args_path, encoding="utf-8") as f:
+            run_args = json.load(f)
+    kind = args.model or run_args.get("model")
+    if kind is None:
+        p.error("--model is required when MODEL_DIR/run_args.json is missing")
+    checkpoint = args.checkpoint or tf.train.latest_checkpoint(args.model_dir)
+    if checkpoint is None:
+        p.error(f"no checkpoint in {args.model_dir}")
+    saved = export_checkpoint(kind, args.config or os.path.join(args.model_dir, "model_config.json"), checkpoint,
+                              args.output, args.vocab_file or run_args.get("vocab_file"),
+                              run_args.get("max_predictions_per_seq", 20))
+    print(f"[export] {checkpoint} -> {saved}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""Pretrain ALBERT or NEZHA on corpusflow TFRecords (custom TF2 loop, optional Horovod).
+
+    python -m trainer_hooks.pretrain --input 'DIR/tfrecords/*' --manifest DIR/manifest.json \
+        --model albert|nezha --config CONFIG.json --model_dir OUT --num_train_steps N \
+        --train_batch_size B --learning_rate LR --optimizer lamb|adamw --precision fp32|bf16|fp16 [--horovod]
+
+    horovodrun -np 2 -H localhost:2 python -m trainer_hooks.pretrain ... --horovod
+
+``--train_batch_size`` is per process and per micro-batch: one optimizer step sees
+``train_batch_size * gradient_accumulation_steps * processes`` examples, and the peak learning rate is multiplied
+by the number of processes (linear scaling; ``--no_lr_scaling`` turns that off), not by the accumulation steps.
+
+Writes to OUT: ``ckpt-*`` checkpoints (model, optimizer, loss scale, step, input position, dropout RNG state),
+``train/`` TensorBoard events and ``train_log.jsonl`` (rank 0 only), ``model_config.json`` and ``run_args.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tensorflow.core.framework import summary_pb2  # noqa: E402
+
+from trainer_hooks import data, distributed  # noqa: E402
+from trainer_hooks.config import ModelConfig  # noqa: E402
+from trainer_hooks.models import build_model  # noqa: E402
+from trainer_hooks.optim import (DynamicLossScale, WarmupPolynomialDecay, all_finite, build_optimizer,  # noqa: E402
+                                 clip_by_global_norm)
+
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m trainer_hooks.pretrain", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--input", required=True, help="glob of TFRecord shards, e.g. 'DIR/tfrecords/*'")
+    p.add_argument("--manifest", required=True, help="DIR/manifest.json written by the pipeline")
+    p.add_argument("--model", required=True, choices=("albert", "nezha"))
+    p.add_argument("--config", required=True, help="albert_zh/NEZHA-style model config JSON")
+    p.add_argument("--model_dir", required=True, help="output directory (checkpoints, events, logs)")
+    p.add_argument("--num_train_steps", type=int, required=True)
+    p.add_argument("--train_batch_size", type=int, default=32, help="per process, per micro-batch")
+    p.add_argument("--learning_rate", type=float, default=1e-4, help="peak LR for one process")
+    p.add_argument("--optimizer", choices=("lamb", "adamw"), default="lamb")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
+    p.add_argument("--horovod", action="store_true", help="data parallel under horovodrun")
+    p.add_argument("--num_warmup_steps", type=int, default=0)
+    p.add_argument("--poly_power", type=float, default=1.0, help="polynomial decay power after warmup")
+    p.add_argument("--weight_decay", type=float, default=0.01, help="not applied to LayerNorm and biases")
+    p.add_argument("--beta_1", type=float, default=0.9)
+    p.add_argument("--beta_2", type=float, default=0.999)
+    p.add_argument("--epsilon", type=float, default=1e-6)
+    p.add_argument("--clip_norm", type=float, default=1.0, help="global-norm clip; <= 0 disables")
+    p.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    p.add_argument("--no_lr_scaling", action="store_true", help="do not multiply the LR by the process count")
+    p.add_argument("--initial_loss_scale", type=float, default=2.0 ** 15, help="fp16 only")
+    p.add_argument("--loss_scale_growth_interval", type=int, default=2000, help="fp16 only")
+    p.add_argument("--max_seq_length", type=int, default=None, help="if given, must equal the manifest's")
+    p.add_argument("--max_predictions_per_seq", type=int, default=None, help="if given, must equal the manifest's")
+    p.add_argument("--vocab_file", default=None, help="if given, its sha256 must equal the manifest's")
+    p.add_argument("--dynamic_masking", action="store_true",
+                   help="re-draw whole-word masks in the graph every epoch from token_boundary (shards must have "
+                        "it); needs the vocab (--vocab_file, else the manifest's vocab_file)")
+    p.add_argument("--masked_lm_prob", type=float, default=None, help="dynamic masking; default: the manifest's")
+    p.add_argument("--save_checkpoints_steps", type=int, default=1000)
+    p.add_argument("--keep_checkpoint_max", type=int, default=5)
+    p.add_argument("--log_every", type=int, default=1, help="TensorBoard scalars every N steps")
+    p.add_argument("--seed", type=int, default=12345, help="model init, dropout and input order")
+    p.add_argument("--deterministic", action="store_true",
+                   help="tf.config.experimental.enable_op_determinism(): bitwise-reproducible runs and resumes")
+    p.add_argument("--shuffle_buffer", type=int, default=1000)
+    p.add_argument("--cycle_length", type=int, default=4, help="files read in parallel per process")
+    p.add_argument("--intra_op_threads", type=int, default=0, help="0: CPU cores / local processes")
+    p.add_argument("--inter_op_threads", type=int, default=0)
+    # Test hooks, hidden from --help.
+    p.add_argument("--debug_kill_at_step", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--debug_nonfinite_steps", default="", help=argparse.SUPPRESS)
+    p.add_argument("--debug_dump_weights", default="", help=argparse.SUPPRESS)
+    p.add_argument("--debug_seed_per_rank", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.gradient_accumulation_steps < 1:
+        p.error("--gradient_accumulation_steps must be >= 1")
+    if args.num_train_steps < 1:
+        p.error("--num_train_steps must be >= 1")
+    return args
+
+
+def _configure_threads(args: argparse.Namespace, local_size: int) -> None:
+    intra = args.intra_op_threads or max(1, (os.cpu_count() or 1) // max(1, local_size))
+    inter = args.inter_op_threads or (2 if local_size > 1 else 0)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        if inter:
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError:
+        pass  # TF already initialised (main() called in-process, e.g. by tests): keep its thread pools
+
+
+class Trainer:
+    """Model, optimiser, loss scale, counters and checkpointing for one process."""
+
+    def __init__(self, args: argparse.Namespace, dist: Any) -> None:
+        self.args, self.dist = args, dist
+        self.is_chief = dist.rank == 0
+        self.config = ModelConfig.from_json_file(args.config)
+        self.manifest = data.load_manifest(args.manifest)
+        shards = data.resolve_shards(args.input, self.manifest)
+        data.check_run(self.manifest, self.config, shards, dist.size, max_seq_length=args.max_seq_length,
+                       max_predictions_per_seq=args.max_predictions_per_seq, vocab_file=args.vocab_file)
+        self.shards = data.rank_shards(shards, dist.rank, dist.size)
+        per_rank = [sum(s.count for s in data.rank_shards(shards, r, dist.size)) for r in range(dist.size)]
+        if self.is_chief and max(per_rank) > 1.1 * min(per_rank):
+            # Not fatal (every rank loops over its files forever), but epochs then mean different things per rank.
+            print(f"[trainer] warning: records per rank are unbalanced: {per_rank}; write shards of equal size "
+                  "or a multiple of the process count", file=sys.stderr, flush=True)
+        self.masking = self._dynamic_masking() if args.dynamic_masking else None
+        self.pair_task = self.manifest.pair_task
+        self.accum = args.gradient_accumulation_steps
+        self.global_batch = args.train_batch_size * self.accum * dist.size
+
+        # Same seed on every rank: identical initial weights even before the post-step-1 broadcast (the test
+        # hook gives ranks different weights to prove that the broadcast happens).
+        init_seed = args.seed + (dist.rank if args.debug_seed_per_rank else 0)
+        self.model = build_model(args.model, self.config, dtype=PRECISIONS[args.precision], seed=init_seed,
+                                 max_predictions_per_seq=self.manifest.max_predictions_per_seq)
+        self.variables = self.model.trainable_variables
+        self.sources = [v.value for v in self.variables]  # what the (Horovod) tape differentiates
+        self.optimizer = build_optimizer(args.optimizer, self.variables, weight_decay=args.weight_decay,
+                                         beta_1=args.beta_1, beta_2=args.beta_2, epsilon=args.epsilon)
+        peak = args.learning_rate * (1 if args.no_lr_scaling else dist.size)
+        self.schedule = WarmupPolynomialDecay(peak, args.num_train_steps, args.num_warmup_steps, args.poly_power)
+        fp16 = args.precision == "fp16"
+        self.loss_scale = DynamicLossScale(args.initial_loss_scale if fp16 else 1.0, dynamic=fp16,
+                                           growth_interval=args.loss_scale_growth_interval)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.records_consumed = tf.Variable(0, dtype=tf.int64, trainable=False, name="records_consumed")
+        self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_steps")
+        self.accumulators = [tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False) for v in self.variables]
+        # Dropout RNG state lives in Keras seed-generator variables that tf.train.Checkpoint does not reach
+        # through the model; list them explicitly so a resumed run draws the same dropout masks.
+        self.rng_state = [v.value for v in self.model.non_trainable_variables]
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, loss_scale=self.loss_scale, step=self.step,
+            records_consumed=self.records_consumed, skipped_steps=self.skipped_steps, rng_state=self.rng_state)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, args.model_dir,
+                                                  max_to_keep=args.keep_checkpoint_max) if self.is_chief else None
+        self._accumulate = tf.function(self._accumulate_fn, autograph=False)
+        self._apply = tf.function(self._apply_fn, autograph=False)
+
+    def _dynamic_masking(self) -> data.DynamicMasking:
+        m = self.manifest
+        if not m.token_boundary:
+            raise data.InputRefused("refusing to start: --dynamic_masking needs shards written with "
+                                    "token_boundary (pipeline option --token_boundary)")
+        vocab = self.args.vocab_file
+        if vocab is None and m.vocab_file:
+            # The manifest records the path the pipeline was given: try it as is, then next to the manifest.
+            candidates = [m.vocab_file, os.path.join(os.path.dirname(os.path.abspath(m.path)), m.vocab_file)]
+            vocab = next((c for c in candidates if os.path.exists(c)), None)
+            if vocab is not None and m.vocab_sha256 and data.sha256_file(vocab) != m.vocab_sha256:
+                vocab = None
+        if vocab is None:
+            raise data.InputRefused("refusing to start: --dynamic_masking needs the vocabulary: pass --vocab_file")
+        prob = self.args.masked_lm_prob if self.args.masked_lm_prob is not None else m.masked_lm_prob
+        return data.DynamicMasking.from_vocab(vocab, prob)
+
+    # -- graph functions ---------------------------------------------------------------------------------------
+
+    def _losses(self, outputs: dict, features: dict) -> dict:
+        ids = features["masked_lm_ids"]
+        weights = tf.cast(features["masked_lm_weights"], tf.float32)
+        logits = outputs["mlm_logits"]
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
+        denom = tf.reduce_sum(weights) + 1e-5
+        hit = tf.cast(tf.equal(tf.argmax(logits, -1), ids), tf.float32)
+        out = {"mlm_loss": tf.reduce_sum(ce * weights) / denom, "mlm_accuracy": tf.reduce_sum(hit * weights) / denom}
+        loss = out["mlm_loss"]
+        if self.pair_task != "none":
+            labels = tf.reshape(features["next_sentence_labels"], [-1])
+            sl = outputs["sentence_logits"]
+            out[f"{self.pair_task}_loss"] = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=sl))
+            out[f"{self.pair_task}_accuracy"] = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(sl, -1), labels),
+                                                                       tf.float32))
+            loss += out[f"{self.pair_task}_loss"]
+        out["loss"] = loss
+        return out
+
+    def _accumulate_fn(self, features: dict, grad_multiplier: Any) -> dict:
+        """Forward + backward of one micro-batch; adds the all-reduced gradient of the scaled loss."""
+        with tf.GradientTape() as tape:
+            metrics = self._losses(self.model(features, training=True), features)
+            # The multiplier is 1 except in the non-finite-step test hook.
+            scaled = metrics["loss"] * self.loss_scale.scale * grad_multiplier / float(self.accum)
+        grads = self.dist.wrap_tape(tape).gradient(scaled, self.sources)
+        for acc, g in zip(self.accumulators, grads):
+            acc.assign_add(tf.cast(tf.convert_to_tensor(g), tf.float32))
+        names = sorted(metrics)
+        averaged = tf.unstack(self.dist.average(tf.stack([metrics[n] for n in names])))
+        return dict(zip(names, averaged))
+
+    def _apply_fn(self) -> dict:
+        """Unscale, check, clip and apply the accumulated gradient; a non-finite step is skipped and counted."""
+        grads = [acc / self.loss_scale.scale for acc in self.accumulators]
+        finite = all_finite(grads)
+        clipped, norm = clip_by_global_norm(grads, self.args.clip_norm)
+        lr = self.schedule(self.step)
+        self.optimizer.learning_rate = lr
+
+        def apply() -> tf.Tensor:
+            self.optimizer.apply(clipped, self.variables)
+            return tf.constant(True)
+
+        tf.cond(finite, apply, lambda: tf.constant(False))
+        self.skipped_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+        scale_used = tf.identity(self.loss_scale.scale)
+        self.loss_scale.update(finite)
+        for acc in self.accumulators:
+            acc.assign(tf.zeros_like(acc))
+        self.step.assign_add(1)
+        self.records_consumed.assign_add(self.args.train_batch_size * self.accum)
+        return {"finite": finite, "grad_norm": norm, "learning_rate": lr, "loss_scale": scale_used}
+
+    # -- driver ------------------------------------------------------------------------------------------------
+
+    def restore(self) -> Optional[str]:
+        """Restore the latest checkpoint in model_dir (every rank that can see it), then agree on the step and
+        input position with rank 0 so all ranks start reading at the same place."""
+        path = tf.train.latest_checkpoint(self.args.model_dir)
+        if path:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        self.dist.broadcast_variables([self.step, self.records_consumed, self.skipped_steps])
+        return path
+
+    def sync_all_state(self) -> None:
+        """Broadcast everything from rank 0: done once, after the first step of a process (Horovod's rule, so
+        optimizer slots exist everywhere and ranks that could not read a checkpoint catch up)."""
+        self.dist.broadcast_variables(list(self.model.variables) + list(self.optimizer.variables)
+                                      + [self.loss_scale.scale, self.loss_scale.good_steps])
+
+    def dataset(self) -> tf.data.Dataset:
+        return data.make_dataset(self.manifest, self.shards, self.args.train_batch_size,
+                                 seed=self.args.seed, records_consumed=int(self.records_consumed.numpy()),
+                                 shuffle_buffer=self.args.shuffle_buffer, cycle_length=self.args.cycle_length,
+                                 masking=self.masking)
+
+    def train(self) -> dict:
+        args = self.args
+        restored = self.restore()
+        log_path = os.path.join(args.model_dir, "train_log.jsonl")
+        start_step = int(self.step.numpy())
+        writer = None
+        if self.is_chief:
+            _truncate_log(log_path, start_step)
+            writer = tf.summary.create_file_writer(os.path.join(args.model_dir, "train"))
+            if restored:
+                print(f"[trainer] resumed from {restored} at step {start_step}, "
+                      f"{int(self.records_consumed.numpy())} records consumed per rank", flush=True)
+        nonfinite = {int(s) for s in args.debug_nonfinite_steps.split(",") if s.strip()}
+        it = iter(self.dataset())
+        last: dict = {}
+        with open(log_path, "a", encoding="utf-8") if self.is_chief else _NullFile() as log:
+            while int(self.step.numpy()) < args.num_train_steps:
+                t0 = time.perf_counter()
+                step = int(self.step.numpy()) + 1
+                mult = tf.constant(math.inf if step in nonfinite else 1.0, tf.float32)
+                sums: dict[str, float] = {}
+                for _ in range(self.accum):
+                    for k, v in self._accumulate(next(it), mult).items():
+                        sums[k] = sums.get(k, 0.0) + float(v) / self.accum
+                applied = {k: v.numpy() for k, v in self._apply().items()}
+                if step == start_step + 1:
+                    self.sync_all_state()
+                dt = time.perf_counter() - t0
+                record = {"step": step, **{k: _finite_or_none(v) for k, v in sorted(sums.items())},
+                          "learning_rate": float(applied["learning_rate"]),
+                          "loss_scale": float(applied["loss_scale"]),
+                          "grad_norm": _finite_or_none(applied["grad_norm"]),
+                          "skipped": not bool(applied["finite"]), "skipped_steps": int(self.skipped_steps.numpy()),
+                          "examples_per_sec": self.global_batch / dt, "step_time_s": dt}
+                last = record
+                if self.is_chief:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    if step % args.log_every == 0:
+                        with writer.as_default(step=step):
+                            for k, v in record.items():
+                                if k not in ("step", "skipped") and v is not None:
+                                    _scalar_summary(k, v, step)
+                    if step % args.save_checkpoints_steps == 0 or step == args.num_train_steps:
+                        self.manager.save(checkpoint_number=step)
+                if args.debug_kill_at_step and step == args.debug_kill_at_step:
+                    os.kill(os.getpid(), signal.SIGKILL)  # a real, unclean death for the resume test
+        if writer is not None:
+            writer.flush()
+        if args.debug_dump_weights:
+            os.makedirs(args.debug_dump_weights, exist_ok=True)
+            np.savez(os.path.join(args.debug_dump_weights, f"weights_rank{self.dist.rank}.npz"),
+                     **{v.path: v.numpy() for v in self.model.variables})
+        return last
+
+
+def _scalar_summary(name: str, value: float, step: int) -> None:
+    """A TensorBoard scalar without the ``tensorboard`` package (tensorflow-cpu 2.21 does not pull it in):
+    the same tensor + "scalars" plugin metadata that ``tf.summary.scalar`` writes."""
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    tf.summary.write(name, tf.constant(float(value), tf.float32), step=step, metadata=metadata)
+
+
+class _NullFile:
+    def __enter__(self) -> "_NullFile":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def write(self, _: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def _finite_or_none(x: Any) -> Optional[float]:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _truncate_log(path: str, keep_through_step: int) -> None:
+    """On resume, drop log lines of steps after the restored checkpoint (they are about to be redone)."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        lines = [ln for ln in f if ln.strip() and json.loads(ln)["step"] <= keep_through_step]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    dist = distributed.make(args.horovod)
+    _configure_threads(args, dist.local_size)
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        trainer = Trainer(args, dist)
+    except data.InputRefused as e:
+        print(f"[trainer] rank {dist.rank}: {e}", file=sys.stderr, flush=True)
+        return 2
+    if dist.rank == 0:
+        os.makedirs(args.model_dir, exist_ok=True)
+        trainer.config.to_json_file(os.path.join(args.model_dir, "model_config.json"))
+        with open(os.path.join(args.model_dir, "run_args.json"), "w", encoding="utf-8") as f:
+            json.dump({**vars(args), "world_size": dist.size, "pair_task": trainer.pair_task,
+                       "max_seq_length": trainer.manifest.max_seq_length,
+                       "max_predictions_per_seq": trainer.manifest.max_predictions_per_seq}, f, indent=2)
+    last = trainer.train()
+    if dist.rank == 0:
+        print(f"[trainer] done: {json.dumps(last)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
