@@ -23,7 +23,7 @@ Steps (each a GroupByKey or CoGroupByKey; labels are stable):
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -47,7 +47,7 @@ def _t2s_converter() -> Callable[[str], str]:
 # --- signatures and buckets ----------------------------------------------------------
 
 class _SignatureFn(beam.DoFn):
-    """(doc_id, source, text) -> main: (bucket key, encoded member); "sig": (node, sketch)."""
+    """(doc_id, source, text) -> (bucket key, encoded member); "sketch": (node, sketch)."""
 
     def __init__(self, cfg: NearDedupConfig) -> None:
         self._cfg = cfg
@@ -62,7 +62,7 @@ class _SignatureFn(beam.DoFn):
         dk = mh.document_keys(doc_id, source, text, self._cfg, self._signer, self._inc, self._t2s)
         if dk is None:
             return
-        yield TaggedOutput("sig", (dk.node, dk.sketch))
+        yield TaggedOutput("sketch", (dk.node, dk.sketch))
         value = dk.member()
         for key in dk.keys:
             yield key, value
@@ -142,15 +142,14 @@ class ConnectedComponents(beam.PTransform):
 # --- resolution -----------------------------------------------------------------------
 
 def _route(kv):
-    """Node with its signature and label -> "root" (label is itself) or member."""
+    """Node with its sketch and label -> "root" (labelled itself) or (label, member)."""
     node, grouped = kv
-    sigs = list(grouped["sig"])
+    sketch = next(iter(grouped["sketch"]), None)
     for label in grouped["label"]:
-        sig = sigs[0] if sigs else None
         if label == node:
-            yield TaggedOutput("root", (node, sig))
+            yield TaggedOutput("root", (node, sketch))
         else:
-            yield label, (node, sig)
+            yield label, (node, sketch)
 
 
 class _ResolveFn(beam.DoFn):
@@ -159,8 +158,8 @@ class _ResolveFn(beam.DoFn):
 
     def process(self, kv):
         root, grouped = kv
-        root_sig = next(iter(grouped["root"]), None)
-        record, dropped = mh.resolve_cluster(root, root_sig, grouped["member"], self._inc)
+        root_sketch = next(iter(grouped["root"]), None)
+        record, dropped = mh.resolve_cluster(root, root_sketch, grouped["member"], self._inc)
         if record is not None:
             yield TaggedOutput("clusters", record)
         yield from dropped
@@ -187,7 +186,8 @@ class NearDedup(beam.PTransform):
 
     def expand(self, docs):
         cfg = self._cfg
-        keyed = docs | "Signatures" >> beam.ParDo(_SignatureFn(cfg)).with_outputs("sig", main="keys")
+        keyed = docs | "Signatures" >> beam.ParDo(_SignatureFn(cfg)).with_outputs("sketch",
+                                                                                   main="keys")
         edges = (keyed.keys
                  | "GroupByBucket" >> beam.GroupByKey()
                  | "BucketEdges" >> beam.ParDo(_BucketEdgesFn(cfg)))
@@ -195,7 +195,7 @@ class NearDedup(beam.PTransform):
         # rather than carry the copies through every CC step.
         edges = edges | "DistinctEdges" >> beam.Distinct()
         labels = edges | "CC" >> ConnectedComponents(cfg.cc_rounds)
-        routed = ({"sig": keyed.sig, "label": labels}
+        routed = ({"sketch": keyed.sketch, "label": labels}
                   | "JoinLabels" >> beam.CoGroupByKey()
                   | "Route" >> beam.FlatMap(_route).with_outputs("root", main="members"))
         resolved = ({"root": routed.root, "member": routed.members}
