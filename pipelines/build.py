@@ -139,8 +139,8 @@ def run_clean(ctx: Ctx, files: list[dict]) -> dict:
            .with_outputs(stages.REJECTS, stages.STATS, main="docs"))
     infos = (res.docs | "KeyDocs" >> beam.Map(stages.keyed_doc)
              | "WriteDocs" >> ShardedWrite(prefix, b.num_doc_shards, fmt="jsonl", gzip_output=True))
-    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/clean/_shards.json")
-    res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/clean/_stats.json",
+    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/clean_shards.json")
+    res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/clean_stats.json",
                                                        merge=True)
     _write_rejects(res[stages.REJECTS], ctx, "clean")
     result = _finish(ctx, p, "clean")
@@ -148,8 +148,8 @@ def run_clean(ctx: Ctx, files: list[dict]) -> dict:
         return {}
     for t in (f"{ctx.out}/stages/clean/_tmp-docs", f"{ctx.out}/rejects/_tmp-clean"):
         cleanup(t)
-    shards = beam_util.read_json_file(f"{ctx.out}/stages/clean/_shards.json")
-    stats = beam_util.read_json_file(f"{ctx.out}/stages/clean/_stats.json")
+    shards = beam_util.read_json_file(f"{ctx.out}/stages/clean_shards.json")
+    stats = beam_util.read_json_file(f"{ctx.out}/stages/clean_stats.json")
     return {"counters": beam_util.query_counters(result), "shards": shards, "stats": stats}
 
 
@@ -231,7 +231,7 @@ def run_dedup(ctx: Ctx) -> dict:
     infos = (res.docs | "KeyDocs" >> beam.Map(stages.keyed_doc)
              | "WriteDocs" >> ShardedWrite(f"{ctx.out}/docs/docs", b.num_doc_shards, fmt=fmt,
                                            gzip_output=fmt == "jsonl"))
-    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/docs/_shards.json")
+    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_shards.json")
     res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_stats.json",
                                                        merge=True)
     if b.exact_dedup:
@@ -246,7 +246,7 @@ def run_dedup(ctx: Ctx) -> dict:
     for t in (f"{ctx.out}/docs/_tmp-docs", f"{ctx.out}/rejects/_tmp-dedup",
               f"{ctx.out}/dedup/_tmp-clusters"):
         cleanup(t)
-    shards = beam_util.read_json_file(f"{ctx.out}/docs/_shards.json")
+    shards = beam_util.read_json_file(f"{ctx.out}/stages/dedup_shards.json")
     stats = beam_util.read_json_file(f"{ctx.out}/stages/dedup_stats.json")
     groups = f"{ctx.out}/stages/dedup_groups.json"
     if FileSystems.exists(groups):
@@ -295,7 +295,7 @@ def run_tfrecords(ctx: Ctx, docs_in: int) -> dict:
                    stages.REJECTS, stages.STATS, main="examples"))
     infos = res.examples | "WriteShards" >> ShardedWrite(
         f"{ctx.out}/tfrecords/part", b.num_shards, fmt="tfrecord", gzip_output=b.tfrecord_gzip)
-    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/tfrecords/_shards.json")
+    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/tfrecords_shards.json")
     res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/tfrecords_stats.json",
                                                        merge=True)
     _write_rejects(res[stages.REJECTS], ctx, "pretrain")
@@ -304,7 +304,7 @@ def run_tfrecords(ctx: Ctx, docs_in: int) -> dict:
         return {}
     for t in (f"{ctx.out}/tfrecords/_tmp-part", f"{ctx.out}/rejects/_tmp-pretrain"):
         cleanup(t)
-    shards = beam_util.read_json_file(f"{ctx.out}/tfrecords/_shards.json")
+    shards = beam_util.read_json_file(f"{ctx.out}/stages/tfrecords_shards.json")
     stats = beam_util.read_json_file(f"{ctx.out}/stages/tfrecords_stats.json")
     return {"counters": beam_util.query_counters(result), "shards": shards, "stats": stats}
 
