@@ -221,9 +221,11 @@ def run_dedup(ctx: Ctx) -> dict:
             clusters | "WriteClusters" >> ShardedWrite(f"{ctx.out}/dedup/clusters", 1, fmt="jsonl",
                                                        gzip_output=True)
         if b.decontaminate:
-            from pipelines.near_dedup import Decontaminate
+            from pipelines.near_dedup import DecontamConfig, Decontaminate
+            # Eval sets get the same T->S as the corpus, or Traditional dev files
+            # would never match the cleaned (Simplified) documents.
             side["decontam"] = beam.pvalue.AsDict(survivors | "Decontaminate" >> Decontaminate(
-                b.decontaminate))
+                b.decontaminate, DecontamConfig(t2s=b.t2s)))
     res = read("Apply") | "ApplyDedup" >> beam.ParDo(stages.ApplyDedup(
         b.exact_dedup, b.line_dedup, b.line_dedup_min_chars, b.min_chars, final=True),
         **side).with_outputs(stages.REJECTS, stages.STATS, main="docs")
