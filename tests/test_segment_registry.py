@@ -29,11 +29,11 @@ needs_ltp = pytest.mark.skipif(not _has("ltp_extension"), reason="ltp-extension 
 
 
 def test_names():
-    assert SEGMENTERS == ("jieba", "ltp")
+    assert SEGMENTERS == ("jieba", "ltp", "jieba_rs")
 
 
 def test_unknown_name():
-    with pytest.raises(ValueError, match="unknown segmenter 'thulac'; choose one of: jieba, ltp"):
+    with pytest.raises(ValueError, match="unknown segmenter 'thulac'; choose one of: jieba, ltp, jieba_rs"):
         make_segmenter("thulac")
 
 
