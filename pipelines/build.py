@@ -217,6 +217,10 @@ def run_dedup(ctx: Ctx) -> dict:
                 kw["threshold"] = b.minhash_threshold
             near = survivors | "NearDedup" >> NearDedup(NearDedupConfig(**kw))
             side["near"] = beam.pvalue.AsDict(near["dropped"])
+            (near["clusters"] | "NearSizes" >> beam.Map(lambda c: (str(c["size"]), 1))
+             | "NearSizeHist" >> beam.CombinePerKey(sum)
+             | "NearHistList" >> beam.Map(lambda kv: {"near_cluster_sizes": {kv[0]: kv[1]}})
+             | "NearHist" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_near_groups.json", merge=True))
             clusters = near["clusters"] | "KeyClusters" >> beam.Map(stages.keyed_reject)
             clusters | "WriteClusters" >> ShardedWrite(f"{ctx.out}/dedup/clusters", 1, fmt="jsonl",
                                                        gzip_output=True)
@@ -250,10 +254,11 @@ def run_dedup(ctx: Ctx) -> dict:
         cleanup(t)
     shards = beam_util.read_json_file(f"{ctx.out}/stages/dedup_shards.json")
     stats = beam_util.read_json_file(f"{ctx.out}/stages/dedup_stats.json")
-    groups = f"{ctx.out}/stages/dedup_groups.json"
-    if FileSystems.exists(groups):
-        stats.update(beam_util.read_json_file(groups))
-        FileSystems.delete([groups])
+    for name in ("dedup_groups", "dedup_near_groups"):
+        groups = f"{ctx.out}/stages/{name}.json"
+        if FileSystems.exists(groups):
+            stats.update(beam_util.read_json_file(groups))
+            FileSystems.delete([groups])
     return {"counters": beam_util.query_counters(result), "shards": shards, "stats": stats}
 
 

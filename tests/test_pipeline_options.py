@@ -43,6 +43,8 @@ def test_near_dedup_and_decontamination_in_the_pipeline(tmp_path):
     assert rejects["decontaminated"]["id"] == "wiki:" + docs[3]["id"]
     c = m["counts"]
     assert c == {"read": 5, "kept": 3, "filtered": 0, "duplicates": 1, "rejected": 1}
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["stages"]["dedup"]["near_cluster_sizes"] == {"2": 1}
     clusters = read_jsonl_gz(str(out / "dedup" / "clusters-*.jsonl.gz"))
     assert len(clusters) == 1 and clusters[0]["size"] == 2
     assert clusters[0]["kept_id"] == near["kept_id"]
