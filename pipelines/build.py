@@ -139,18 +139,30 @@ def run_clean(ctx: Ctx, files: list[dict]) -> dict:
            .with_outputs(stages.REJECTS, stages.STATS, main="docs"))
     infos = (res.docs | "KeyDocs" >> beam.Map(stages.keyed_doc)
              | "WriteDocs" >> ShardedWrite(prefix, b.num_doc_shards, fmt="jsonl", gzip_output=True))
-    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/clean_shards.json")
-    res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/clean_stats.json",
-                                                       merge=True)
-    _write_rejects(res[stages.REJECTS], ctx, "clean")
-    result = _finish(ctx, p, "clean")
+    _side_outputs(ctx, "clean", infos, res[stages.STATS], res[stages.REJECTS])
+    return _collect(ctx, p, "clean", [f"{ctx.out}/stages/clean/_tmp-docs"])
+
+
+def _side_outputs(ctx: Ctx, stage: str, infos, stats, rejects) -> None:
+    """A stage's shard list, merged stats and rejects (names shared by every stage)."""
+    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/{stage}_shards.json")
+    stats | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/{stage}_stats.json", merge=True)
+    _write_rejects(rejects, ctx, _REJECTS_NAME[stage])
+
+
+def _collect(ctx: Ctx, p: beam.Pipeline, stage: str, tmp_dirs: list[str]) -> dict:
+    """Run the stage and gather what the driver needs ({} for a --dry_run)."""
+    result = _finish(ctx, p, stage)
     if result is None:
         return {}
-    for t in (f"{ctx.out}/stages/clean/_tmp-docs", f"{ctx.out}/rejects/_tmp-clean"):
+    for t in tmp_dirs + [f"{ctx.out}/rejects/_tmp-{_REJECTS_NAME[stage]}"]:
         cleanup(t)
-    shards = beam_util.read_json_file(f"{ctx.out}/stages/clean_shards.json")
-    stats = beam_util.read_json_file(f"{ctx.out}/stages/clean_stats.json")
-    return {"counters": beam_util.query_counters(result), "shards": shards, "stats": stats}
+    return {"counters": beam_util.query_counters(result),
+            "shards": beam_util.read_json_file(f"{ctx.out}/stages/{stage}_shards.json"),
+            "stats": beam_util.read_json_file(f"{ctx.out}/stages/{stage}_stats.json")}
+
+
+_REJECTS_NAME = {"clean": "clean", "dedup": "dedup", "tfrecords": "pretrain"}
 
 
 def _finish(ctx: Ctx, p: beam.Pipeline, stage: str):
@@ -237,29 +249,22 @@ def run_dedup(ctx: Ctx) -> dict:
     infos = (res.docs | "KeyDocs" >> beam.Map(stages.keyed_doc)
              | "WriteDocs" >> ShardedWrite(f"{ctx.out}/docs/docs", b.num_doc_shards, fmt=fmt,
                                            gzip_output=fmt == "jsonl"))
-    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_shards.json")
-    res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_stats.json",
-                                                       merge=True)
+    _side_outputs(ctx, "dedup", infos, res[stages.STATS], res[stages.REJECTS])
     if b.exact_dedup:
         (exact_groups | "ExactSizes" >> beam.Map(lambda kv: (str(kv[1][0]), 1))
          | "ExactSizeHist" >> beam.CombinePerKey(sum)
          | "ExactHistList" >> beam.Map(lambda kv: {"exact_group_sizes": {kv[0]: kv[1]}})
          | "ExactHist" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_groups.json", merge=True))
-    _write_rejects(res[stages.REJECTS], ctx, "dedup")
-    result = _finish(ctx, p, "dedup")
-    if result is None:
-        return {}
-    for t in (f"{ctx.out}/docs/_tmp-docs", f"{ctx.out}/rejects/_tmp-dedup",
-              f"{ctx.out}/dedup/_tmp-clusters"):
-        cleanup(t)
-    shards = beam_util.read_json_file(f"{ctx.out}/stages/dedup_shards.json")
-    stats = beam_util.read_json_file(f"{ctx.out}/stages/dedup_stats.json")
+    r = _collect(ctx, p, "dedup", [f"{ctx.out}/docs/_tmp-docs", f"{ctx.out}/dedup/_tmp-clusters"])
+    if not r:
+        return r
+    stats = r["stats"]
     for name in ("dedup_groups", "dedup_near_groups"):
         groups = f"{ctx.out}/stages/{name}.json"
         if FileSystems.exists(groups):
             stats.update(beam_util.read_json_file(groups))
             FileSystems.delete([groups])
-    return {"counters": beam_util.query_counters(result), "shards": shards, "stats": stats}
+    return r
 
 
 def instance_config(b: BuildOptions):
@@ -302,18 +307,8 @@ def run_tfrecords(ctx: Ctx, docs_in: int) -> dict:
                    stages.REJECTS, stages.STATS, main="examples"))
     infos = res.examples | "WriteShards" >> ShardedWrite(
         f"{ctx.out}/tfrecords/part", b.num_shards, fmt="tfrecord", gzip_output=b.tfrecord_gzip)
-    infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/tfrecords_shards.json")
-    res[stages.STATS] | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/tfrecords_stats.json",
-                                                       merge=True)
-    _write_rejects(res[stages.REJECTS], ctx, "pretrain")
-    result = _finish(ctx, p, "tfrecords")
-    if result is None:
-        return {}
-    for t in (f"{ctx.out}/tfrecords/_tmp-part", f"{ctx.out}/rejects/_tmp-pretrain"):
-        cleanup(t)
-    shards = beam_util.read_json_file(f"{ctx.out}/stages/tfrecords_shards.json")
-    stats = beam_util.read_json_file(f"{ctx.out}/stages/tfrecords_stats.json")
-    return {"counters": beam_util.query_counters(result), "shards": shards, "stats": stats}
+    _side_outputs(ctx, "tfrecords", infos, res[stages.STATS], res[stages.REJECTS])
+    return _collect(ctx, p, "tfrecords", [f"{ctx.out}/tfrecords/_tmp-part"])
 
 
 _OUTPUTS = {
