@@ -19,6 +19,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -138,6 +139,7 @@ def main(argv=None) -> int:
         cf = make_corpus(docs, size, work)
         mb = cf.stat().st_size / 2**20
         out = work / f"out-{size_s}-{args.segmenter}-w{args.workers}"
+        shutil.rmtree(out, ignore_errors=True)  # stale stage manifests would skew the shares
         r = run_build(cf, out, args)
         m = r["manifest"]
         tf = m.get("tfrecords", {})
