@@ -208,7 +208,7 @@ class ApplyDedup(beam.DoFn):
             yield out
 
     def _apply(self, d, exact, lines, near, decontam):
-        from corpusflow.dedup.exact import line_keys, remove_lines, text_key
+        from corpusflow.dedup.exact import line_keys, remove_lines, text_and_line_keys
         inc = self.inc if self.final else None
         if self.final:
             self.stats.doc_in(d["source"], d["text"])
@@ -216,8 +216,10 @@ class ApplyDedup(beam.DoFn):
         me = record_key(d)
         if inc:
             inc("dedup:in")
+        lkeys = None
         if self.exact_enabled:
-            kept = exact.get(text_key(doc.text))
+            tkey, lkeys = text_and_line_keys(doc.text, self.line_min_chars)  # one pass
+            kept = exact.get(tkey)
             if kept is not None and tuple(kept) != me:
                 if inc:
                     inc("dedup:duplicate:exact")
@@ -225,8 +227,9 @@ class ApplyDedup(beam.DoFn):
                         doc, "dedup", "exact_duplicate", "duplicate", kept_id=kept[0]).to_json())
                 return
         if self.line_enabled and lines:
-            drop = [i for i, k in line_keys(doc.text, self.line_min_chars)
-                    if tuple(lines.get(k, me)) != me]
+            if lkeys is None:
+                lkeys = line_keys(doc.text, self.line_min_chars)
+            drop = [i for i, k in lkeys if tuple(lines.get(k, me)) != me]
             if drop:
                 doc.text = remove_lines(doc.text, drop)
                 if inc:
@@ -270,14 +273,15 @@ class LineKeys(beam.DoFn):
         self.min_chars = min_chars
 
     def process(self, d: dict, exact: dict):
-        from corpusflow.dedup.exact import line_keys, text_key
+        from corpusflow.dedup.exact import text_and_line_keys
         me = record_key(d)
+        tkey, lkeys = text_and_line_keys(d["text"], self.min_chars)  # one normalising pass
         if self.exact_enabled:
-            kept = exact.get(text_key(d["text"]))
+            kept = exact.get(tkey)
             if kept is not None and tuple(kept) != me:
                 return
         seen = set()
-        for _, k in line_keys(d["text"], self.min_chars):
+        for _, k in lkeys:
             if k not in seen:
                 seen.add(k)
                 yield k, me
@@ -330,21 +334,32 @@ class BuildInstances(beam.DoFn):
         cfg = self.instance_config
         window: collections.deque = collections.deque(maxlen=max(1, self.nsp_window))
         inc = self.inc
+        word_starts = getattr(self.segmenter, "word_starts", None)
+        # Per-instance work stays off Beam counters and attribute lookups:
+        # histograms are local Counters, the instance counter is bumped per pass.
+        stats = self.stats
+        masked_hist, tokens_hist = stats["masked_per_instance"], stats["tokens_per_instance"]
+        label_hist, toks = stats["label"], stats["tokens"]
+        max_seq, max_pred, want_tb = cfg.max_seq_length, cfg.max_predictions_per_seq, cfg.token_boundary
         for d in iter_json_lines(path):
             doc = Document.from_json(d)
             inc("pretrain:docs")
             sentences = split_sentences(doc.text)
             inc("pretrain:sentences", len(sentences))
-            inc("pretrain:chars", sum(len(s) for s in sentences))
-            for s in sentences:
-                self.stats["sentence_chars"][_bucket(len(s))] += 1
-            before = self.segmenter.fallbacks
-            spans = self.segmenter.segment_batch(sentences)
-            if self.segmenter.fallbacks > before:
-                inc("segment:fallback:sentence", self.segmenter.fallbacks - before)
-            prepared = self.builder.prepare(doc.id, sentences, spans, inc)
+            inc("pretrain:chars", sum(map(len, sentences)))
+            stats["sentence_chars"].update(map(_bucket, map(len, sentences)))
+            # Whole-document word starts when the segmenter offers them (no
+            # per-word span tuples); else per-sentence spans.
+            starts = word_starts(sentences) if word_starts is not None else None
+            if starts is not None:
+                prepared = self.builder.prepare(doc.id, sentences, None, inc, word_starts=starts)
+            else:
+                before = self.segmenter.fallbacks
+                spans = self.segmenter.segment_batch(sentences)
+                if self.segmenter.fallbacks > before:
+                    inc("segment:fallback:sentence", self.segmenter.fallbacks - before)
+                prepared = self.builder.prepare(doc.id, sentences, spans, inc)
             self.meter.add()
-            toks = self.stats["tokens"]
             toks["total"] += prepared.num_tokens
             toks["unk"] += sum(ids.count(self.unk_id) for ids, _ in prepared.sentences)
             if not self.builder.usable(prepared):
@@ -354,14 +369,15 @@ class BuildInstances(beam.DoFn):
                 continue
             random_doc = _window_sampler(window) if cfg.pair_task == "nsp" else None
             for dupe in range(cfg.dupe_factor):
-                for inst in self.builder.build(prepared, dupe, inc, random_doc=random_doc):
-                    inc("pretrain:instances")
-                    self.stats["masked_per_instance"][len(inst.masked_lm_positions)] += 1
-                    self.stats["tokens_per_instance"][_bucket(len(inst.input_ids), 16)] += 1
-                    self.stats["label"][inst.next_sentence_label] += 1
-                    yield inst.sort_key, serialize_instance(
-                        inst, cfg.max_seq_length, cfg.max_predictions_per_seq,
-                        token_boundary=cfg.token_boundary)
+                insts = self.builder.build(prepared, dupe, inc, random_doc=random_doc)
+                if insts:
+                    inc("pretrain:instances", len(insts))
+                for inst in insts:
+                    masked_hist[len(inst.masked_lm_positions)] += 1
+                    tokens_hist[(len(inst.input_ids) // 16) * 16] += 1  # _bucket(n, 16)
+                    label_hist[inst.next_sentence_label] += 1
+                    yield inst.sort_key, serialize_instance(inst, max_seq, max_pred,
+                                                            token_boundary=want_tb)
             window.append(prepared)
 
     def finish_bundle(self):

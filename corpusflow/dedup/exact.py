@@ -64,6 +64,24 @@ def line_keys(text: str, min_chars: int = DEFAULT_MIN_LINE_CHARS) -> list[tuple[
     return out
 
 
+def text_and_line_keys(text: str, min_chars: int = DEFAULT_MIN_LINE_CHARS
+                       ) -> tuple[int, list[tuple[int, int]]]:
+    """``(text_key(text), line_keys(text, min_chars))`` from one pass.
+
+    The text's comparison form is the concatenation of its lines' forms ("\\n"
+    is removed, and case folding maps each character on its own), so the
+    lines are normalised once and the text key comes from their join.
+    """
+    out = []
+    forms = []
+    for i, line in enumerate(text.split("\n")):
+        form = comparison_form(line)
+        forms.append(form)
+        if len(form) >= min_chars:
+            out.append((i, stable_hash64(form)))
+    return stable_hash64("".join(forms)), out
+
+
 def remove_lines(text: str, indices: Iterable[int]) -> str:
     """``text`` without the lines (0-based, split on "\\n") at ``indices``.
 

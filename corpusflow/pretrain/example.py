@@ -80,33 +80,6 @@ def _varint(v: int) -> bytes:
     return b if b is not None else _varint_slow(int(v))
 
 
-def _packed_ints(values: Sequence[int], pad: int) -> bytes:
-    """Packed varints of ``values`` followed by ``pad`` zeros."""
-    try:
-        if len(values) > 1:
-            # itemgetter does all the lookups in C.
-            body = b"".join(itemgetter(*values)(_VARINTS))
-        elif values:
-            body = _VARINTS[values[0]]
-        else:
-            body = b""
-    except KeyError:
-        body = b"".join([_varint(v) for v in values])
-    return body + b"\x00" * pad if pad else body
-
-
-def _small_ints(values: Sequence[int], pad: int) -> bytes:
-    """``_packed_ints`` for values expected in 0..127 (one-byte varints, so
-    ``bytes()`` is the packed encoding); anything else takes the general path."""
-    try:
-        b = bytes(values)
-    except ValueError:  # negative or > 255
-        return _packed_ints(values, pad)
-    if not b.isascii():  # a byte >= 128 would need two varint bytes
-        return _packed_ints(values, pad)
-    return b + b"\x00" * pad if pad else b
-
-
 _ONE_F32 = struct.pack("<f", 1.0)
 _ZERO_F32 = b"\x00" * 4
 
@@ -137,6 +110,47 @@ _WEIGHT_ENTRIES: dict[tuple[int, int], bytes] = {}
 _LABEL_ENTRIES: dict[int, bytes] = {}
 
 
+# Everything of a map entry before its packed payload, by (key, payload
+# length): the four length-prefixed headers of ``_entry`` depend only on those
+# two, and there are a few hundred combinations. ``serialize_instance`` then
+# emits header + payload pieces and joins the whole message once.
+_HEADERS: dict[tuple[bytes, bytes, int], bytes] = {}
+
+
+def _header(key: bytes, kind_tag: bytes, n: int) -> bytes:
+    h = _HEADERS.get((key, kind_tag, n))
+    if h is None:
+        h = _entry(key, kind_tag, b"\x00" * n)[:-n] if n else _entry(key, kind_tag, b"")
+        _HEADERS[(key, kind_tag, n)] = h
+    return h
+
+
+_ZEROS = [b"\x00" * i for i in range(1025)]
+
+
+def _zeros(n: int) -> bytes:
+    return _ZEROS[n] if n < len(_ZEROS) else b"\x00" * n
+
+
+def _packed_body(values: Sequence[int]) -> bytes:
+    """Packed varints of ``values`` (``_packed_ints`` without padding)."""
+    try:
+        if len(values) > 1:
+            return b"".join(itemgetter(*values)(_VARINTS))
+        return _VARINTS[values[0]] if values else b""
+    except KeyError:
+        return b"".join([_varint(v) for v in values])
+
+
+def _small_body(values: Sequence[int]) -> bytes:
+    """``_small_ints`` without padding."""
+    try:
+        b = bytes(values)
+    except ValueError:  # negative or > 255
+        return _packed_body(values)
+    return b if b.isascii() else _packed_body(values)
+
+
 def serialize_instance(inst: Any, max_seq_length: int, max_predictions_per_seq: int,
                        token_boundary: bool = False) -> bytes:
     """``tf.train.Example`` bytes for an ``Instance`` (any object with its fields)."""
@@ -152,14 +166,12 @@ def serialize_instance(inst: Any, max_seq_length: int, max_predictions_per_seq: 
         raise ValueError("instance field lengths disagree")
     pad = max_seq_length - n
     ppad = max_predictions_per_seq - k
-    seg = inst.segment_ids
+    zp = _zeros(pad)
+    zpp = _zeros(ppad)
     # Values < 128 are one-byte varints, so bytes() is their packed encoding:
     # segment ids and token_boundary are 0/1, and positions are < 128 when
     # max_seq_length <= 128.
-    if max_seq_length <= 128:
-        pos_packed = _small_ints(pos, ppad)
-    else:
-        pos_packed = _packed_ints(pos, ppad)
+    pos_body = _small_body(pos) if max_seq_length <= 128 else _packed_body(pos)
     # Entries that depend only on lengths/labels are cached.
     mask_e = _MASK_ENTRIES.get((n, pad))
     if mask_e is None:
@@ -173,23 +185,29 @@ def serialize_instance(inst: Any, max_seq_length: int, max_predictions_per_seq: 
     label_e = _LABEL_ENTRIES.get(label)
     if label_e is None:
         label_e = _LABEL_ENTRIES[label] = _entry(_K["next_sentence_labels"], _INT64, _varint(label))
+    ids_body = _packed_body(ids)
+    mlm_body = _packed_body(inst.masked_lm_ids)
+    seg_body = _small_body(inst.segment_ids)
+    # Sorted key order (what deterministic serialization emits); each
+    # variable entry is its cached header, its packed values, its padding.
     parts = [
-        # Sorted key order (what deterministic serialization emits).
-        _entry(_K["input_ids"], _INT64, _packed_ints(ids, pad)),
+        b"",  # the Example header, filled in below
+        _header(_K["input_ids"], _INT64, len(ids_body) + pad), ids_body, zp,
         mask_e,
-        _entry(_K["masked_lm_ids"], _INT64, _packed_ints(inst.masked_lm_ids, ppad)),
-        _entry(_K["masked_lm_positions"], _INT64, pos_packed),
+        _header(_K["masked_lm_ids"], _INT64, len(mlm_body) + ppad), mlm_body, zpp,
+        _header(_K["masked_lm_positions"], _INT64, len(pos_body) + ppad), pos_body, zpp,
         weight_e,
         label_e,
-        _entry(_K["segment_ids"], _INT64, _small_ints(seg, pad)),
+        _header(_K["segment_ids"], _INT64, len(seg_body) + pad), seg_body, zp,
     ]
     if token_boundary:
         tb = inst.token_boundary
         if len(tb) != n:
             raise ValueError("token_boundary length disagrees with input_ids")
-        parts.append(_entry(_K["token_boundary"], _INT64, _small_ints(tb, pad)))
-    body = b"".join(parts)
-    return b"\x0a" + _varint(len(body)) + body
+        tb_body = _small_body(tb)
+        parts += (_header(_K["token_boundary"], _INT64, len(tb_body) + pad), tb_body, zp)
+    parts[0] = b"\x0a" + _varint(sum(map(len, parts)))
+    return b"".join(parts)
 
 
 # -- a small decoder (tests, inspection tools; no TensorFlow needed) ---------

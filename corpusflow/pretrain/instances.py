@@ -124,8 +124,9 @@ class InstanceBuilder:
 
     # -- prepare: once per document --------------------------------------------
 
-    def prepare(self, doc_id: str, sentences: Sequence[str], spans: Sequence[Sequence[Span]],
-                inc: Inc = null_inc) -> PreparedDoc:
+    def prepare(self, doc_id: str, sentences: Sequence[str],
+                spans: Optional[Sequence[Sequence[Span]]], inc: Inc = null_inc, *,
+                word_starts: Optional[np.ndarray] = None) -> PreparedDoc:
         """Tokenize ``sentences`` and turn word ``spans`` into masking units.
 
         The tokens of one word form one unit; a token crossing a word boundary
@@ -135,14 +136,21 @@ class InstanceBuilder:
         ``max_seq_length - 3`` tokens are cut, at word starts where possible.
         A document with fewer than 2 tokens gets ``reject_reason``. Words are
         defined by their start offsets (see ``_word_starts`` for bad spans).
+
+        ``word_starts`` may replace ``spans``: the same start offsets as
+        ``_word_starts`` returns, computed by the segmenter for the whole
+        document at once (``JiebaRsSegmenter.word_starts``), which skips a
+        Python tuple per word.
         """
-        if len(sentences) != len(spans):
-            raise ValueError("sentences and spans differ in length")
+        if word_starts is None:
+            if spans is None or len(sentences) != len(spans):
+                raise ValueError("sentences and spans differ in length")
         inc("instances:prepared")
         # One tokenizer call for the whole document (per-call overhead is
         # mostly fixed); "\n" separates sentences and never joins a word.
         text = "\n".join(sentences)
-        word_starts = self._word_starts(sentences, spans, inc)
+        if word_starts is None:
+            word_starts = self._word_starts(sentences, spans, inc)
         ids_arr, st, en = _tokenize_arrays(self.tokenizer, text)
         total = len(ids_arr)
         if total < MIN_DOC_TOKENS:

@@ -18,15 +18,20 @@ from math import log
 from typing import Any, Optional, Sequence
 
 import jieba
+import numpy as np
 from jieba import finalseg
 
 from corpusflow.segment.base import Segmenter, Span, words_to_spans
+# (numpy-only helper shared with the jieba-rs backend; rjieba is not imported)
+from corpusflow.segment.jieba_rs_backend import joined_word_starts
 
 # jieba's own regexes (jieba/__init__.py, 0.42.1): han-or-alnum blocks are cut,
 # whitespace runs are kept as words, anything else becomes one word per char.
 _RE_HAN = jieba.re_han_default
 _RE_SKIP = jieba.re_skip_default
 _RE_ENG = jieba.re_eng
+
+_MISSING = object()  # "not in the dictionary, not even as a prefix"
 
 # Bounded caches (a worker segments millions of sentences; cleared when full):
 # unknown-character runs repeat a lot (names), whole blocks ~5% on news.
@@ -40,8 +45,20 @@ class _JiebaCore:
     def __init__(self, tok: "jieba.Tokenizer") -> None:
         self.freq: dict[str, int] = tok.FREQ
         self.logtotal = log(tok.total)
+        # ``log(freq) - logtotal`` per dictionary word, ``None`` for prefixes
+        # (frequency 0): ``_route`` then does one lookup and one addition per
+        # candidate. The same float as jieba's ``log(f) - logtotal + route``,
+        # which evaluates left to right. ~25 MB and 0.15 s for jieba's
+        # dictionary, so built on first use (not for ``identity()``-only setups).
+        self._logp: Optional[dict[str, Optional[float]]] = None
         self.hmm_cache: dict[str, list[int]] = {}
         self.block_cache: dict[tuple[str, bool], list[int]] = {}
+
+    def _log_probs(self) -> dict[str, Optional[float]]:
+        if self._logp is None:
+            lt = self.logtotal
+            self._logp = {w: (log(f) - lt if f else None) for w, f in self.freq.items()}
+        return self._logp
 
     def lengths(self, sentence: str, hmm: bool) -> list[int]:
         """Word lengths of ``sentence`` in order (they sum to ``len(sentence)``)."""
@@ -79,28 +96,29 @@ class _JiebaCore:
         one on ties, which is what ``max((p, x) ...)`` does in jieba.
         """
         n = len(s)
-        freq = self.freq
-        get = freq.get
-        logtotal = self.logtotal
+        get = self._log_probs().get
+        missing = _MISSING
+        # No candidate: jieba's log(FREQ.get(c) or 1) - logtotal, and log(1) == 0.
+        no_word = 0.0 - self.logtotal
         rp = [0.0] * (n + 1)
         rx = [0] * (n + 1)
         for k in range(n - 1, -1, -1):
             best = None
             bx = k
             i = k
-            f = get(s[k])
-            while f is not None:
-                if f:
-                    p = log(f) - logtotal + rp[i + 1]
+            lp = get(s[k], missing)
+            while lp is not missing:   # s[k:i + 1] is a word or a prefix of one
+                if lp is not None:
+                    p = lp + rp[i + 1]
                     if best is None or p >= best:
                         best = p
                         bx = i
                 i += 1
                 if i >= n:
                     break
-                f = get(s[k:i + 1])
+                lp = get(s[k:i + 1], missing)
             if best is None:
-                best = log(get(s[k]) or 1) - logtotal + rp[k + 1]
+                best = no_word + rp[k + 1]
                 bx = k
             rp[k] = best
             rx[k] = bx + 1
@@ -332,6 +350,20 @@ class JiebaSegmenter(Segmenter):
             # the tuples but not the list.
             out.append(list(spans))
         return out
+
+    def word_starts(self, sentences: Sequence[str]) -> Optional[np.ndarray]:
+        """Word starts of ``"\\n".join(sentences)`` from one cut of the whole
+        document (see ``jieba_rs_backend.joined_word_starts``: jieba's blocks
+        never cross a newline); ``None`` means "use ``segment_batch``"."""
+        if not self.fast:
+            return None
+        self.setup()
+        assert self._core is not None
+        try:
+            lengths = self._core.lengths("\n".join(sentences), self.hmm)
+        except Exception:  # noqa: BLE001 - the per-sentence path handles failures
+            return None
+        return joined_word_starts(lengths, sentences)
 
     def _segment_one(self, s: str) -> list[Span]:
         if self.fast:

@@ -11,9 +11,43 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-from typing import Optional, Sequence
+from itertools import accumulate
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
 
 from corpusflow.segment.base import Segmenter, Span
+
+
+def joined_word_starts(lengths: Iterable[int], sentences: Sequence[str]) -> Optional[np.ndarray]:
+    """Word starts in ``"\\n".join(sentences)`` from the word ``lengths`` of one
+    cut of that whole text, plus its end offset.
+
+    That is the set ``InstanceBuilder.prepare`` derives from per-sentence spans
+    (each sentence's word starts, and each "\\n" separator a word of its own),
+    without building a span tuple per word. jieba's and jieba-rs's cut first
+    splits the text into blocks that never cross a "\\n" (the han/alnum regex
+    excludes it; outside blocks every character or single whitespace is its own
+    word), so a sentence is cut exactly as when it is cut alone, as long as each
+    separator comes out as a one-character word: checked here (a sentence
+    ending in "\\r" would merge with it into "\\r\\n"). ``None`` when the check
+    fails or there are no sentences: the caller then takes the per-sentence path.
+    """
+    n = len(sentences)
+    if not n:
+        return None
+    starts = np.fromiter(accumulate(lengths, initial=0), dtype=np.int64)
+    lens = np.fromiter(map(len, sentences), dtype=np.int64, count=n)
+    total = int(lens.sum()) + n - 1
+    if int(starts[-1]) != total:
+        return None
+    if n > 1:
+        seps = np.cumsum(lens[:-1] + 1) - 1           # offset of each "\n"
+        mark = np.zeros(total + 1, dtype=bool)
+        mark[starts] = True
+        if not (mark[seps].all() and mark[seps + 1].all()):
+            return None
+    return starts
 
 
 class JiebaRsSegmenter(Segmenter):
@@ -72,6 +106,18 @@ class JiebaRsSegmenter(Segmenter):
                 raise ValueError("jieba-rs words do not cover the sentence")
             out.append(spans)
         return out
+
+    def word_starts(self, sentences: Sequence[str]) -> Optional[np.ndarray]:
+        """Word starts of a whole document (see ``joined_word_starts``): one
+        Rust call per document and no span tuples; ``None`` means "use
+        ``segment_batch``" (no sentences, an error, or a failed check)."""
+        if self._jieba is None:
+            self.setup()
+        try:
+            words = self._jieba.cut("\n".join(sentences), self.hmm)
+        except Exception:  # noqa: BLE001 - the per-sentence path handles failures
+            return None
+        return joined_word_starts(map(len, words), sentences)
 
     def identity(self) -> dict:
         h = hashlib.sha256(b"rjieba-embedded-dict")
