@@ -64,10 +64,13 @@ class _JiebaCore:
         """Word lengths of ``sentence`` in order (they sum to ``len(sentence)``)."""
         out: list[int] = []
         cache = self.block_cache
-        for blk in _RE_HAN.split(sentence):
+        # The regexes have one capturing group, so split() alternates
+        # [text between matches, match, ...]: odd items are the matches (what
+        # jieba tests with re.match), even items never match.
+        for n, blk in enumerate(_RE_HAN.split(sentence)):
             if not blk:
                 continue
-            if _RE_HAN.match(blk):
+            if n & 1:
                 key = (blk, hmm)
                 ls = cache.get(key)
                 if ls is None:
@@ -76,13 +79,16 @@ class _JiebaCore:
                         cache.clear()
                     cache[key] = ls
                 out.extend(ls)
+            elif len(blk) == 1:
+                # One character (most punctuation): a word of length 1 either way.
+                out.append(1)
             else:
                 # jieba: whitespace runs (re_skip matches) are one word, every
                 # other character is its own word.
-                for x in _RE_SKIP.split(blk):
+                for m, x in enumerate(_RE_SKIP.split(blk)):
                     if not x:
                         continue
-                    if _RE_SKIP.match(x):
+                    if m & 1:
                         out.append(len(x))
                     else:
                         out.extend([1] * len(x))
