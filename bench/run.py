@@ -67,30 +67,41 @@ def _perturb(text: str, rng: random.Random) -> str:
     return "\n".join(paras)
 
 
-def make_corpus(docs: list[Document], size: int, out_dir: Path) -> Path:
-    """Write a replicated corpus of about ``size`` bytes (cached by size)."""
-    path = out_dir / f"corpus-{size}.jsonl"
-    if path.exists() and path.stat().st_size >= size * 0.98:
-        return path
-    out_dir.mkdir(parents=True, exist_ok=True)
+def make_corpus(docs: list[Document], size: int, out_dir: Path, parts: int = 8) -> Path:
+    """Write a replicated corpus of about ``size`` bytes as ``parts`` files (cached by size).
+
+    Several files, because one input file is read by one worker (as on Dataflow):
+    a single file would serialise the ingest stage of a multi-worker run.
+    """
+    cdir = out_dir / f"corpus-{size}"
+    done = cdir / "_DONE"
+    if done.exists():
+        return cdir
+    cdir.mkdir(parents=True, exist_ok=True)
+    files = [open(cdir / f"part-{i:02d}.jsonl", "w", encoding="utf-8") for i in range(parts)]
     written = 0
     k = 0
-    with open(path, "w", encoding="utf-8") as f:
-        while written < size:
-            for d in docs:
-                text = d.text if k == 0 else _perturb(d.text, random.Random(stable_hash64(f"{k}|{d.id}")))
-                line = json.dumps({"news_id": f"{d.id}~{k}", "title": d.title, "content": text,
-                                   "source": d.source}, ensure_ascii=False) + "\n"
-                f.write(line)
-                written += len(line.encode("utf-8"))
-                if written >= size:
-                    break
-            k += 1
-    return path
+    n = 0
+    while written < size:
+        for d in docs:
+            text = d.text if k == 0 else _perturb(d.text, random.Random(stable_hash64(f"{k}|{d.id}")))
+            line = json.dumps({"news_id": f"{d.id}~{k}", "title": d.title, "content": text,
+                               "source": d.source}, ensure_ascii=False) + "\n"
+            files[n % parts].write(line)
+            n += 1
+            written += len(line.encode("utf-8"))
+            if written >= size:
+                break
+        k += 1
+    for f in files:
+        f.close()
+    done.write_text(str(written))
+    return cdir
 
 
 def run_build(corpus_file: Path, out: Path, args) -> dict:
-    cmd = [sys.executable, "-m", "pipelines.build", "--input", str(corpus_file), "--output", str(out),
+    cmd = [sys.executable, "-m", "pipelines.build", "--input", str(corpus_file / "part-*.jsonl"),
+           "--output", str(out),
            "--vocab_file", args.vocab_file, "--max_seq_length", "128", "--max_predictions_per_seq", "20",
            "--dupe_factor", "2", "--num_shards", "8", "--num_doc_shards", str(args.doc_shards),
            "--segmenter", args.segmenter, "--progress", "false", "--stop_after", args.stop_after]
@@ -137,7 +148,7 @@ def main(argv=None) -> int:
     for size_s in args.sizes.split(","):
         size = parse_size(size_s)
         cf = make_corpus(docs, size, work)
-        mb = cf.stat().st_size / 2**20
+        mb = sum(p.stat().st_size for p in cf.glob("part-*.jsonl")) / 2**20
         out = work / f"out-{size_s}-{args.segmenter}-w{args.workers}"
         shutil.rmtree(out, ignore_errors=True)  # stale stage manifests would skew the shares
         r = run_build(cf, out, args)
