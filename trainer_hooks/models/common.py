@@ -140,7 +140,8 @@ class Encoder(keras.layers.Layer):
 
     @property
     def word_embeddings(self) -> keras.Variable:
-        raise NotImplementedError
+        """The input embedding matrix the MLM head is tied to; each encoder defines it."""
+        raise AttributeError(f"{type(self).__name__} must define word_embeddings")
 
     def pool(self, sequence_output: tf.Tensor) -> tf.Tensor:
         return self.pooler(sequence_output[:, 0])
