@@ -324,19 +324,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # transformers' TF/Flax model code is never needed here; skipping it shortens the import.
     os.environ.setdefault("USE_TF", "0")
     os.environ.setdefault("USE_FLAX", "0")
-    import tensorflow as tf
+    from trainer_hooks.export import resolve_run
 
-    run_args: dict[str, Any] = {}
-    run_args_path = os.path.join(args.model_dir, "run_args.json")
-    if os.path.exists(run_args_path):
-        with open(run_args_path, encoding="utf-8") as f:
-            run_args = json.load(f)
-    kind = args.model or run_args.get("model")
-    if kind is None:
-        p.error("--model is required when MODEL_DIR/run_args.json is missing")
-    checkpoint = args.checkpoint or tf.train.latest_checkpoint(args.model_dir)
-    if checkpoint is None:
-        p.error(f"no checkpoint in {args.model_dir}")
+    run_args, kind, checkpoint = resolve_run(args, p)
     vocab_file = args.vocab_file or run_args.get("vocab_file")
     lower = args.do_lower_case
     if lower is None:

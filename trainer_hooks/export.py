@@ -63,18 +63,14 @@ def export_checkpoint(kind: str, config_path: str, checkpoint: str, output: str,
     return export_model(model, kind, output, vocab_file)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer_hooks.export", description=__doc__.split("\n")[0])
-    p.add_argument("--model_dir", required=True, help="trainer output dir (has model_config.json, run_args.json)")
-    p.add_argument("--output", required=True)
-    p.add_argument("--checkpoint", default=None, help="default: latest checkpoint in --model_dir")
-    p.add_argument("--model", choices=("albert", "nezha"), default=None, help="default: from run_args.json")
-    p.add_argument("--config", default=None, help="default: MODEL_DIR/model_config.json")
-    p.add_argument("--vocab_file", default=None, help="default: the --vocab_file of the training run, if any")
-    args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def resolve_run(args: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[dict, str, str]:
+    """(run_args.json contents, model kind, checkpoint) of a trainer output dir.
+
+    Shared by ``export`` and ``convert_hf``: ``--model`` and ``--checkpoint`` win,
+    else the run's own ``run_args.json`` and latest checkpoint.
+    """
     import tensorflow as tf
-    run_args = {}
+    run_args: dict = {}
     run_args_path = os.path.join(args.model_dir, "run_args.json")
     if os.path.exists(run_args_path):
         with open(run_args_path, encoding="utf-8") as f:
@@ -85,6 +81,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     checkpoint = args.checkpoint or tf.train.latest_checkpoint(args.model_dir)
     if checkpoint is None:
         p.error(f"no checkpoint in {args.model_dir}")
+    return run_args, kind, checkpoint
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m trainer_hooks.export", description=__doc__.split("\n")[0])
+    p.add_argument("--model_dir", required=True, help="trainer output dir (has model_config.json, run_args.json)")
+    p.add_argument("--output", required=True)
+    p.add_argument("--checkpoint", default=None, help="default: latest checkpoint in --model_dir")
+    p.add_argument("--model", choices=("albert", "nezha"), default=None, help="default: from run_args.json")
+    p.add_argument("--config", default=None, help="default: MODEL_DIR/model_config.json")
+    p.add_argument("--vocab_file", default=None, help="default: the --vocab_file of the training run, if any")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    run_args, kind, checkpoint = resolve_run(args, p)
     saved = export_checkpoint(kind, args.config or os.path.join(args.model_dir, "model_config.json"), checkpoint,
                               args.output, args.vocab_file or run_args.get("vocab_file"),
                               run_args.get("max_predictions_per_seq", 20))

@@ -26,6 +26,15 @@ import re
 import unicodedata
 from typing import Iterable, Mapping, Optional
 
+# One definition of BERT's character classes, shared with the pipeline's
+# tokenizer, so the vocab is built with exactly the rules that will read it.
+from corpusflow.tokenize.wordpiece import (  # noqa: F401 - re-exported
+    is_chinese_char,
+    is_control,
+    is_punctuation,
+    is_whitespace,
+)
+
 UNK = "[UNK]"
 MAX_CHARS_PER_WORD = 100  # BERT's WordpieceTokenizer default: longer words become [UNK]
 
@@ -39,30 +48,7 @@ CJK_RANGES = (
 
 def is_cjk(ch: str) -> bool:
     """True for characters BERT splits off as words of their own."""
-    cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in CJK_RANGES)
-
-
-def is_whitespace(ch: str) -> bool:
-    if ch in " \t\n\r":
-        return True
-    return unicodedata.category(ch) == "Zs"
-
-
-def is_control(ch: str) -> bool:
-    # Google BERT's rule: any "C*" category (so also private-use and unassigned
-    # code points) is dropped; the pipeline tokenizer does the same.
-    if ch in "\t\n\r":
-        return False
-    return unicodedata.category(ch).startswith("C")
-
-
-def is_punctuation(ch: str) -> bool:
-    cp = ord(ch)
-    # BERT counts all non-alphanumeric ASCII (e.g. "$", "^", "`") as punctuation.
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(ch).startswith("P")
+    return is_chinese_char(ord(ch))
 
 
 def _clean(text: str) -> str:
