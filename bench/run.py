@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from corpusflow.counters import CounterDict  # noqa: E402
 from corpusflow.document import Document, stable_hash64  # noqa: E402
@@ -126,6 +127,15 @@ def run_build(corpus_file: Path, out: Path, args) -> dict:
             "manifest": manifest, "stages": stage_times}
 
 
+def _segment_time(out: Path):
+    """The tfrecords stage's own account of its segmenter calls (stats.json)."""
+    p = out / "stats.json"
+    if not p.exists():
+        return None
+    st = json.loads(p.read_text()).get("stages", {}).get("tfrecords", {}).get("segment_time")
+    return st if st and st.get("cpu_seconds") else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpus"))
@@ -137,6 +147,10 @@ def main(argv=None) -> int:
     ap.add_argument("--doc_shards", type=int, default=16)
     ap.add_argument("--stop_after", default="tfrecords", choices=["clean", "dedup", "tfrecords"])
     ap.add_argument("--work_dir", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--segment_check", action="store_true",
+                    help="also time the segmenter called directly on the build's sentences "
+                         "and print the in-pipeline/direct ratio (target >= 0.8)")
+    ap.add_argument("--keep_output", action="store_true", help="keep each size's build output")
     args = ap.parse_args(argv)
     corpus = Path(args.corpus)
     if not corpus.exists():
@@ -161,13 +175,28 @@ def main(argv=None) -> int:
                "instances_per_cpu_s": round(tf.get("num_instances", 0) / r["cpu"], 1),
                "peak_rss_mb": round(r["rss_mb"]), "segmenter": args.segmenter, "workers": args.workers,
                "stage_share": {k: round(v / total_stage, 3) for k, v in r["stages"].items()}}
+        seg_t = _segment_time(out)
+        if seg_t:
+            row["segment_chars_per_cpu_s"] = round(seg_t["chars"] / seg_t["cpu_seconds"])
+            row["segment_share_of_cpu"] = round(seg_t["cpu_seconds"] / r["cpu"], 3)
+        if args.segment_check and args.stop_after == "tfrecords":
+            from segment_check import check
+            sc = check(str(out))
+            row["segment_direct_chars_per_cpu_s"] = sc["direct"]["chars_per_cpu_s"]
+            row["segment_raw_chars_per_cpu_s"] = (sc["raw"] or {}).get("chars_per_cpu_s")
+            row["segment_ratio_vs_direct"] = sc["ratio_vs_direct"]
+            row["segment_ratio_vs_raw"] = sc["ratio_vs_raw"]
+        if not args.keep_output:
+            # The TFRecords of a 1 GB run are ~5 GB: keep the manifests only.
+            shutil.rmtree(out / "tfrecords", ignore_errors=True)
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), file=sys.stderr)
     hdr = ["size", "input_mb", "docs_kept", "instances", "cpu_s", "wall_s", "mb_per_cpu_s",
-           "instances_per_cpu_s", "peak_rss_mb", "stage_share"]
+           "instances_per_cpu_s", "peak_rss_mb", "stage_share", "segment_chars_per_cpu_s",
+           "segment_ratio_vs_direct", "segment_ratio_vs_raw"]
     print(" | ".join(hdr))
     for row in rows:
-        print(" | ".join(str(row[h]) for h in hdr))
+        print(" | ".join(str(row.get(h, "")) for h in hdr))
     if len(rows) > 1:
         base = rows[0]["cpu_s"] / rows[0]["input_mb"]
         for row in rows[1:]:

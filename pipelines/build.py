@@ -14,7 +14,6 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 import sys
 import time
 from typing import Any, Optional

@@ -13,7 +13,7 @@ import io
 import json
 import os
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 import matplotlib
 
@@ -120,6 +120,10 @@ def render(out_dir: str) -> str:
                ("filtered", counts.get("filtered")), ("duplicates", counts.get("duplicates")),
                ("rejected", counts.get("rejected")), ("instances", tfm.get("num_instances")),
                ("[UNK] rate", vocab.get("unk_rate")), ("config hash", manifest.get("config_hash", "")[:16])]
+    seg = t.get("segment_time") or {}
+    if seg.get("cpu_seconds"):
+        summary.append(("segmenter chars per CPU-second (in the stage)",
+                        round(seg["chars"] / seg["cpu_seconds"])))
     timing = [(k, v.get("wall_seconds")) for k, v in stages.items()]
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>corpusflow report</title>",

@@ -10,7 +10,9 @@ disk. That keeps memory flat in input size on any runner.
 from __future__ import annotations
 
 import collections
-from typing import Any, Optional
+import gc
+from time import thread_time as process_time  # this thread only: not gRPC threads
+from typing import Any, Iterable, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -320,6 +322,10 @@ class BuildInstances(beam.DoFn):
         self.unk_id = self.tokenizer.vocab["[UNK]"]
         self.inc = BeamInc()
         self.meter = Progress("tfrecords", "docs", **self.progress)
+        # The vocab, dictionaries and model objects just loaded live as long as
+        # the worker: take them out of the cyclic GC's full scans, which the
+        # per-document allocations here trigger often (~10% of stage CPU).
+        gc.freeze()
 
     def start_bundle(self) -> None:
         self.stats: dict = {"masked_per_instance": collections.Counter(),
@@ -327,63 +333,114 @@ class BuildInstances(beam.DoFn):
                             "label": collections.Counter(),
                             "sentence_chars": collections.Counter(),
                             "tokens": collections.Counter()}
+        # CPU time inside the segmenter calls, for the segment-speed benchmark
+        # (bench/segment_bench.py --pipeline compares it with direct calls).
+        self.seg_time = {"cpu_seconds": 0.0, "chars": 0, "sentences": 0, "calls": 0}
 
     def process(self, path: str):
-        from corpusflow.clean.sentences import split_sentences
-        from corpusflow.pretrain.example import serialize_instance
-        cfg = self.instance_config
         window: collections.deque = collections.deque(maxlen=max(1, self.nsp_window))
-        inc = self.inc
         word_starts = getattr(self.segmenter, "word_starts", None)
+        for block in _sentence_blocks(iter_json_lines(path), self.batch_size):
+            # Backends without whole-document word starts (LTP) segment a block
+            # of documents in one call, ~batch_size sentences instead of one
+            # document's handful; a sentence's words do not depend on its batch.
+            spans = self._segment_block(block) if word_starts is None else [None] * len(block)
+            for (doc, sentences), doc_spans in zip(block, spans):
+                yield from self._doc_instances(doc, sentences, doc_spans, window)
+
+    def _timed_segment(self, sentences: list, word_starts: bool = False) -> Any:
+        """Segment (spans, or whole-document word starts) and account its CPU time."""
+        before = self.segmenter.fallbacks
+        t0 = process_time()
+        out = (self.segmenter.word_starts(sentences) if word_starts
+               else self.segmenter.segment_batch(sentences))
+        self.seg_time["cpu_seconds"] += process_time() - t0
+        self.seg_time["calls"] += 1
+        if self.segmenter.fallbacks > before:
+            self.inc("segment:fallback:sentence", self.segmenter.fallbacks - before)
+        return out
+
+    def _segment_block(self, block: list) -> list:
+        flat = [s for _, sentences in block for s in sentences]
+        flat_spans = self._timed_segment(flat)
+        out, pos = [], 0
+        for _, sentences in block:
+            out.append(flat_spans[pos:pos + len(sentences)])
+            pos += len(sentences)
+        return out
+
+    def _doc_instances(self, doc: Document, sentences: list, spans: Optional[list],
+                       window: collections.deque):
+        from corpusflow.pretrain.example import serialize_instance
+        cfg, inc, stats = self.instance_config, self.inc, self.stats
+        inc("pretrain:docs")
+        inc("pretrain:sentences", len(sentences))
+        n_chars = sum(map(len, sentences))
+        inc("pretrain:chars", n_chars)
+        stats["sentence_chars"].update(map(_bucket, map(len, sentences)))
+        self.seg_time["chars"] += n_chars
+        self.seg_time["sentences"] += len(sentences)
+        starts = None
+        if spans is None:
+            # Whole-document word starts (jieba backends): no per-word span
+            # tuples; None means the backend declined, so per-sentence spans.
+            starts = self._timed_segment(sentences, word_starts=True)
+            if starts is None:
+                spans = self._timed_segment(sentences)
+        if starts is not None:
+            prepared = self.builder.prepare(doc.id, sentences, None, inc, word_starts=starts)
+        else:
+            prepared = self.builder.prepare(doc.id, sentences, spans, inc)
+        self.meter.add()
+        toks = stats["tokens"]
+        toks["total"] += prepared.num_tokens
+        toks["unk"] += sum(ids.count(self.unk_id) for ids, _ in prepared.sentences)
+        if not self.builder.usable(prepared):
+            # (the builder counted instances:rejected:too_short_for_instance)
+            yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
+                doc, "pretrain", "too_short_for_instance", "rejected").to_json())
+            return
         # Per-instance work stays off Beam counters and attribute lookups:
         # histograms are local Counters, the instance counter is bumped per pass.
-        stats = self.stats
         masked_hist, tokens_hist = stats["masked_per_instance"], stats["tokens_per_instance"]
-        label_hist, toks = stats["label"], stats["tokens"]
+        label_hist = stats["label"]
         max_seq, max_pred, want_tb = cfg.max_seq_length, cfg.max_predictions_per_seq, cfg.token_boundary
-        for d in iter_json_lines(path):
-            doc = Document.from_json(d)
-            inc("pretrain:docs")
-            sentences = split_sentences(doc.text)
-            inc("pretrain:sentences", len(sentences))
-            inc("pretrain:chars", sum(map(len, sentences)))
-            stats["sentence_chars"].update(map(_bucket, map(len, sentences)))
-            # Whole-document word starts when the segmenter offers them (no
-            # per-word span tuples); else per-sentence spans.
-            starts = word_starts(sentences) if word_starts is not None else None
-            if starts is not None:
-                prepared = self.builder.prepare(doc.id, sentences, None, inc, word_starts=starts)
-            else:
-                before = self.segmenter.fallbacks
-                spans = self.segmenter.segment_batch(sentences)
-                if self.segmenter.fallbacks > before:
-                    inc("segment:fallback:sentence", self.segmenter.fallbacks - before)
-                prepared = self.builder.prepare(doc.id, sentences, spans, inc)
-            self.meter.add()
-            toks["total"] += prepared.num_tokens
-            toks["unk"] += sum(ids.count(self.unk_id) for ids, _ in prepared.sentences)
-            if not self.builder.usable(prepared):
-                # (the builder counted instances:rejected:too_short_for_instance)
-                yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
-                    doc, "pretrain", "too_short_for_instance", "rejected").to_json())
-                continue
-            random_doc = _window_sampler(window) if cfg.pair_task == "nsp" else None
-            for dupe in range(cfg.dupe_factor):
-                insts = self.builder.build(prepared, dupe, inc, random_doc=random_doc)
-                if insts:
-                    inc("pretrain:instances", len(insts))
-                for inst in insts:
-                    masked_hist[len(inst.masked_lm_positions)] += 1
-                    tokens_hist[(len(inst.input_ids) // 16) * 16] += 1  # _bucket(n, 16)
-                    label_hist[inst.next_sentence_label] += 1
-                    yield inst.sort_key, serialize_instance(inst, max_seq, max_pred,
-                                                            token_boundary=want_tb)
-            window.append(prepared)
+        random_doc = _window_sampler(window) if cfg.pair_task == "nsp" else None
+        for dupe in range(cfg.dupe_factor):
+            insts = self.builder.build(prepared, dupe, inc, random_doc=random_doc)
+            if insts:
+                inc("pretrain:instances", len(insts))
+            for inst in insts:
+                masked_hist[len(inst.masked_lm_positions)] += 1
+                tokens_hist[(len(inst.input_ids) // 16) * 16] += 1  # _bucket(n, 16)
+                label_hist[inst.next_sentence_label] += 1
+                yield inst.sort_key, serialize_instance(inst, max_seq, max_pred,
+                                                        token_boundary=want_tb)
+        window.append(prepared)
 
     def finish_bundle(self):
         from apache_beam.transforms.window import GlobalWindows
         stats = {k: {str(a): b for a, b in v.items()} for k, v in self.stats.items()}
+        stats["segment_time"] = dict(self.seg_time)
         yield pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(stats))
+
+
+def _sentence_blocks(records: Iterable[dict], batch_size: int) -> Iterator[list]:
+    """``[(Document, sentences), ...]`` blocks of whole documents, in order, each
+    closed once it holds ``batch_size`` sentences or more."""
+    from corpusflow.clean.sentences import split_sentences
+    block: list = []
+    n = 0
+    for d in records:
+        doc = Document.from_json(d)
+        sentences = split_sentences(doc.text)
+        block.append((doc, sentences))
+        n += len(sentences)
+        if n >= batch_size:
+            yield block
+            block, n = [], 0
+    if block:
+        yield block
 
 
 def _bucket(n: int, width: int = 10) -> int:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from pipelines.build import BuildError
-from tests.pipeline_util import ROOT, SAMPLE, build, read_jsonl_gz
+from tests.pipeline_util import ROOT, SAMPLE, build, digest_tree, read_jsonl_gz
 
 VOCAB = str(ROOT / "data" / "vocab" / "sample_vocab.txt")
 
@@ -117,3 +117,31 @@ def test_bad_ltp_model_fails_before_running(tmp_path):
         build(tmp_path / "out", "--vocab_file", VOCAB, "--segmenter", "ltp",
               "--ltp_model", str(tmp_path / "empty"))
     assert not os.path.exists(tmp_path / "out" / "manifest.json")
+
+
+def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_model):
+    """Documents are segmented in blocks of ~segment_batch_size sentences: the
+    shards do not depend on the block size, and stats.json accounts the
+    segmenter's CPU time over every character the stage read."""
+    docs = _wiki_docs(6)
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in docs) + "\n", encoding="utf-8")
+    digests, timing, docs = {}, {}, {}
+    for bs in ("1", "100000"):
+        out = tmp_path / f"out{bs}"
+        m = build(out, "--vocab_file", VOCAB, "--segmenter", "ltp", "--ltp_model", ltp_model,
+                  "--max_seq_length", "64", "--max_predictions_per_seq", "10", "--num_shards", "2",
+                  "--num_doc_shards", "1", "--segment_batch_size", bs, inputs=["--input", str(src)])
+        assert m["tfrecords"]["num_instances"] > 0
+        digests[bs] = digest_tree(out, ("tfrecords",))
+        stats = json.loads((out / "stats.json").read_text())
+        timing[bs] = stats["stages"]["tfrecords"]["segment_time"]
+        assert timing[bs]["chars"] == m["counters"]["pretrain:chars"]
+        assert timing[bs]["sentences"] == m["counters"]["pretrain:sentences"]
+        assert timing[bs]["cpu_seconds"] > 0
+        docs[bs] = m["counters"]["pretrain:docs"]
+    assert digests["1"] == digests["100000"] and digests["1"]
+    assert docs["1"] == docs["100000"] > 1
+    # One docs shard: one block (one call) at the large size, one per document at 1.
+    assert timing["100000"]["calls"] == 1
+    assert timing["1"]["calls"] == docs["1"]
