@@ -1,7 +1,8 @@
 """End-to-end benchmark: raw text -> TFRecords, MB of raw input per CPU-second and peak RSS.
 
     python bench/run.py [--corpus DIR] [--sizes 20MB,200MB,1GB] [--segmenter jieba|ltp --ltp_model DIR]
-                        [--workers 1|2] [--stop_after dedup|tfrecords]
+                        [--workers 1|2|1,2 [--repeat N]] [--stop_after dedup|tfrecords]
+                        [--segment_check]
 
 For each size the real text of ``--corpus`` (default ``../shared/corpus``) is replicated
 into a news2016zh-style JSON-lines corpus of that size; replica k > 0 of a document has
@@ -100,7 +101,7 @@ def make_corpus(docs: list[Document], size: int, out_dir: Path, parts: int = 8) 
     return cdir
 
 
-def run_build(corpus_file: Path, out: Path, args) -> dict:
+def run_build(corpus_file: Path, out: Path, args, workers: int = 1) -> dict:
     cmd = [sys.executable, "-m", "pipelines.build", "--input", str(corpus_file / "part-*.jsonl"),
            "--output", str(out),
            "--vocab_file", args.vocab_file, "--max_seq_length", "128", "--max_predictions_per_seq", "20",
@@ -108,8 +109,8 @@ def run_build(corpus_file: Path, out: Path, args) -> dict:
            "--segmenter", args.segmenter, "--progress", "false", "--stop_after", args.stop_after]
     if args.ltp_model:
         cmd += ["--ltp_model", args.ltp_model]
-    if args.workers > 1:
-        cmd += ["--direct_num_workers", str(args.workers), "--direct_running_mode", "multi_processing"]
+    if workers > 1:
+        cmd += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
     t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     _, status, ru = os.wait4(proc.pid, 0)
@@ -125,6 +126,21 @@ def run_build(corpus_file: Path, out: Path, args) -> dict:
             stage_times[stage] = json.loads(p.read_text())["wall_seconds"]
     return {"cpu": ru.ru_utime + ru.ru_stime, "wall": wall, "rss_mb": ru.ru_maxrss / 1024,
             "manifest": manifest, "stages": stage_times}
+
+
+def print_scaling(rows: list[dict], worker_counts: list[int]) -> None:
+    """Median wall and CPU per (size, workers), and the speed-up over the first count."""
+    import statistics
+    for size in dict.fromkeys(r["size"] for r in rows):
+        med = {w: (statistics.median(r["wall_s"] for r in rows if r["size"] == size and r["workers"] == w),
+                   statistics.median(r["cpu_s"] for r in rows if r["size"] == size and r["workers"] == w))
+               for w in worker_counts}
+        base_wall, base_cpu = med[worker_counts[0]]
+        for w in worker_counts[1:]:
+            wall, cpu = med[w]
+            print(f"{size}: {w} workers vs {worker_counts[0]}: wall {wall:.1f}s vs {base_wall:.1f}s "
+                  f"= {base_wall / wall:.2f}x faster; CPU {cpu:.1f}s vs {base_cpu:.1f}s "
+                  f"(+{100 * (cpu / base_cpu - 1):.0f}%)")
 
 
 def _segment_time(out: Path):
@@ -143,7 +159,11 @@ def main(argv=None) -> int:
     ap.add_argument("--segmenter", default="jieba")
     ap.add_argument("--ltp_model", default=None)
     ap.add_argument("--vocab_file", default=str(ROOT / "data" / "vocab" / "sample_vocab.txt"))
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", default="1",
+                    help="worker counts to run, e.g. 1,2: each size runs with each, alternating, "
+                         "--repeat times, and the wall-time speed-up of the medians is printed "
+                         "(alternating pairs because this machine's speed drifts between runs)")
+    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--doc_shards", type=int, default=16)
     ap.add_argument("--stop_after", default="tfrecords", choices=["clean", "dedup", "tfrecords"])
     ap.add_argument("--work_dir", default=str(ROOT / "bench" / "results"))
@@ -159,13 +179,16 @@ def main(argv=None) -> int:
     docs = load_documents(corpus)
     print(f"corpus {corpus}: {len(docs)} documents", file=sys.stderr)
     rows = []
-    for size_s in args.sizes.split(","):
+    worker_counts = [int(w) for w in str(args.workers).split(",")]
+    runs = [(size_s, rep, w) for size_s in args.sizes.split(",") for rep in range(args.repeat)
+            for w in worker_counts]
+    for size_s, rep, workers in runs:
         size = parse_size(size_s)
         cf = make_corpus(docs, size, work)
         mb = sum(p.stat().st_size for p in cf.glob("part-*.jsonl")) / 2**20
-        out = work / f"out-{size_s}-{args.segmenter}-w{args.workers}"
+        out = work / f"out-{size_s}-{args.segmenter}-w{workers}"
         shutil.rmtree(out, ignore_errors=True)  # stale stage manifests would skew the shares
-        r = run_build(cf, out, args)
+        r = run_build(cf, out, args, workers)
         m = r["manifest"]
         tf = m.get("tfrecords", {})
         total_stage = sum(r["stages"].values()) or 1.0
@@ -173,7 +196,8 @@ def main(argv=None) -> int:
                "instances": tf.get("num_instances", 0), "cpu_s": round(r["cpu"], 1),
                "wall_s": round(r["wall"], 1), "mb_per_cpu_s": round(mb / r["cpu"], 3),
                "instances_per_cpu_s": round(tf.get("num_instances", 0) / r["cpu"], 1),
-               "peak_rss_mb": round(r["rss_mb"]), "segmenter": args.segmenter, "workers": args.workers,
+               "peak_rss_mb": round(r["rss_mb"]), "segmenter": args.segmenter, "workers": workers,
+               "rep": rep,
                "stage_share": {k: round(v / total_stage, 3) for k, v in r["stages"].items()}}
         seg_t = _segment_time(out)
         if seg_t:
@@ -191,13 +215,15 @@ def main(argv=None) -> int:
             shutil.rmtree(out / "tfrecords", ignore_errors=True)
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), file=sys.stderr)
-    hdr = ["size", "input_mb", "docs_kept", "instances", "cpu_s", "wall_s", "mb_per_cpu_s",
+    hdr = ["size", "workers", "input_mb", "docs_kept", "instances", "cpu_s", "wall_s", "mb_per_cpu_s",
            "instances_per_cpu_s", "peak_rss_mb", "stage_share", "segment_chars_per_cpu_s",
            "segment_ratio_vs_direct", "segment_ratio_vs_raw"]
     print(" | ".join(hdr))
     for row in rows:
         print(" | ".join(str(row.get(h, "")) for h in hdr))
-    if len(rows) > 1:
+    if len(worker_counts) > 1:
+        print_scaling(rows, worker_counts)
+    if len(rows) > 1 and len(worker_counts) == 1:
         base = rows[0]["cpu_s"] / rows[0]["input_mb"]
         for row in rows[1:]:
             print(f"cost per MB at {row['size']} vs {rows[0]['size']}: "
