@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import gc
+from time import perf_counter
 from time import thread_time as process_time  # this thread only: not gRPC threads
 from typing import Any, Iterable, Iterator, Optional
 
@@ -335,7 +336,10 @@ class BuildInstances(beam.DoFn):
                             "tokens": collections.Counter()}
         # CPU time inside the segmenter calls, for the segment-speed benchmark
         # (bench/segment_bench.py --pipeline compares it with direct calls).
-        self.seg_time = {"cpu_seconds": 0.0, "chars": 0, "sentences": 0, "calls": 0}
+        # cpu_seconds is this thread's CPU (a neural model's intra-op threads
+        # are not in it: compare those by wall_seconds).
+        self.seg_time = {"cpu_seconds": 0.0, "wall_seconds": 0.0, "chars": 0, "sentences": 0,
+                         "calls": 0}
 
     def process(self, path: str):
         window: collections.deque = collections.deque(maxlen=max(1, self.nsp_window))
@@ -351,10 +355,11 @@ class BuildInstances(beam.DoFn):
     def _timed_segment(self, sentences: list, word_starts: bool = False) -> Any:
         """Segment (spans, or whole-document word starts) and account its CPU time."""
         before = self.segmenter.fallbacks
-        t0 = process_time()
+        t0, w0 = process_time(), perf_counter()
         out = (self.segmenter.word_starts(sentences) if word_starts
                else self.segmenter.segment_batch(sentences))
         self.seg_time["cpu_seconds"] += process_time() - t0
+        self.seg_time["wall_seconds"] += perf_counter() - w0
         self.seg_time["calls"] += 1
         if self.segmenter.fallbacks > before:
             self.inc("segment:fallback:sentence", self.segmenter.fallbacks - before)
