@@ -343,21 +343,20 @@ class BuildInstances(beam.DoFn):
 
     def process(self, path: str):
         window: collections.deque = collections.deque(maxlen=max(1, self.nsp_window))
-        word_starts = getattr(self.segmenter, "word_starts", None)
+        per_doc = getattr(self.segmenter, "word_starts", None) is not None
         for block in _sentence_blocks(iter_json_lines(path), self.batch_size):
             # Backends without whole-document word starts (LTP) segment a block
             # of documents in one call, ~batch_size sentences instead of one
             # document's handful; a sentence's words do not depend on its batch.
-            spans = self._segment_block(block) if word_starts is None else [None] * len(block)
-            for (doc, sentences), doc_spans in zip(block, spans):
-                yield from self._doc_instances(doc, sentences, doc_spans, window)
+            segs = [(None, None)] * len(block) if per_doc else self._segment_block(block)
+            for (doc, sentences), (starts, spans) in zip(block, segs):
+                yield from self._doc_instances(doc, sentences, starts, spans, window)
 
-    def _timed_segment(self, sentences: list, word_starts: bool = False) -> Any:
-        """Segment (spans, or whole-document word starts) and account its CPU time."""
+    def _timed(self, fn: Any, arg: Any) -> Any:
+        """Call the segmenter; account its CPU/wall time and new fallbacks."""
         before = self.segmenter.fallbacks
         t0, w0 = process_time(), perf_counter()
-        out = (self.segmenter.word_starts(sentences) if word_starts
-               else self.segmenter.segment_batch(sentences))
+        out = fn(arg)
         self.seg_time["cpu_seconds"] += process_time() - t0
         self.seg_time["wall_seconds"] += perf_counter() - w0
         self.seg_time["calls"] += 1
@@ -366,16 +365,23 @@ class BuildInstances(beam.DoFn):
         return out
 
     def _segment_block(self, block: list) -> list:
-        flat = [s for _, sentences in block for s in sentences]
-        flat_spans = self._timed_segment(flat)
+        """``(word_starts, spans)`` per document of the block, one of them set."""
+        seg = self.segmenter
+        block_starts = getattr(seg, "block_word_starts", None)
+        if block_starts is not None:
+            starts = self._timed(block_starts, [sentences for _, sentences in block])
+            # Documents the fast path declined take the general one.
+            return [(st, None) if st is not None else (None, self._timed(seg.segment_batch, ss))
+                    for st, (_, ss) in zip(starts, block)]
+        flat_spans = self._timed(seg.segment_batch, [s for _, ss in block for s in ss])
         out, pos = [], 0
         for _, sentences in block:
-            out.append(flat_spans[pos:pos + len(sentences)])
+            out.append((None, flat_spans[pos:pos + len(sentences)]))
             pos += len(sentences)
         return out
 
-    def _doc_instances(self, doc: Document, sentences: list, spans: Optional[list],
-                       window: collections.deque):
+    def _doc_instances(self, doc: Document, sentences: list, starts: Any,
+                       spans: Optional[list], window: collections.deque):
         from corpusflow.pretrain.example import serialize_instance
         cfg, inc, stats = self.instance_config, self.inc, self.stats
         inc("pretrain:docs")
@@ -385,13 +391,12 @@ class BuildInstances(beam.DoFn):
         stats["sentence_chars"].update(map(_bucket, map(len, sentences)))
         self.seg_time["chars"] += n_chars
         self.seg_time["sentences"] += len(sentences)
-        starts = None
-        if spans is None:
+        if starts is None and spans is None:
             # Whole-document word starts (jieba backends): no per-word span
             # tuples; None means the backend declined, so per-sentence spans.
-            starts = self._timed_segment(sentences, word_starts=True)
+            starts = self._timed(self.segmenter.word_starts, sentences)
             if starts is None:
-                spans = self._timed_segment(sentences)
+                spans = self._timed(self.segmenter.segment_batch, sentences)
         if starts is not None:
             prepared = self.builder.prepare(doc.id, sentences, None, inc, word_starts=starts)
         else:

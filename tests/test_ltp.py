@@ -462,3 +462,37 @@ def test_remote_model_dir_is_copied_once_per_setup(model_dir, tmp_path):
     (tmp_path / "noconf" / "x.bin").write_bytes(b"x")
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         LTPSegmenter(prefix + str(tmp_path / "noconf")).validate()
+
+
+# -- block word starts (the pipeline's fast path) ------------------------------
+
+
+def test_block_word_starts_equal_span_starts(seg, train_sents):
+    import numpy as np
+
+    from corpusflow.clean.sentences import split_sentences
+    from corpusflow.counters import null_inc
+    from corpusflow.pretrain.instances import InstanceBuilder
+
+    texts = ["".join(w) for w in train_sents]
+    # Documents of 1-7 sentences from the training text, plus edge cases.
+    docs = [texts[i:i + 1 + i % 7] for i in range(0, len(texts), 5)]
+    docs += [split_sentences("我爱北京天安门。数学是一门学科。他喜欢研究哲学和历史。"),
+             ["数学是一门学科。"] * 3, ["a"], ["我爱北京", "天安门"]]
+    declined = [["有 空格"], ["", "中文"], [], ["很长" * 20_000]]
+    got = seg.block_word_starts(docs + declined)
+    assert got[len(docs):] == [None] * len(declined)
+    for sentences, fast in zip(docs, got):
+        assert fast is not None, sentences
+        ref = InstanceBuilder._word_starts(sentences, seg.segment_batch(sentences), null_inc)
+        assert np.array_equal(np.unique(fast), np.unique(ref)), sentences
+        assert fast[0] == 0 and fast[-1] == len("\n".join(sentences))
+    assert seg.block_word_starts([]) == []
+
+
+def test_block_word_starts_declines_with_user_dict(model_dir, tmp_path):
+    d = tmp_path / "user.txt"
+    d.write_text("天安门广场 10\n", encoding="utf-8")
+    s = LTPSegmenter(model_dir, user_dict=str(d))
+    s.validate()
+    assert s.block_word_starts([["我爱北京天安门广场。"]]) == [None]

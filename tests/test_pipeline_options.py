@@ -119,29 +119,44 @@ def test_bad_ltp_model_fails_before_running(tmp_path):
     assert not os.path.exists(tmp_path / "out" / "manifest.json")
 
 
-def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_model):
-    """Documents are segmented in blocks of ~segment_batch_size sentences: the
-    shards do not depend on the block size, and stats.json accounts the
-    segmenter's CPU time over every character the stage read."""
+def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_model, monkeypatch):
+    """Documents are segmented in blocks of ~segment_batch_size sentences, with
+    whole-document word starts where every sentence allows it: the shards do
+    not depend on the block size or on which path a document took, and
+    stats.json accounts the segmenter's time over every character read."""
+    import re
+
+    from corpusflow.segment.ltp_backend import LTPSegmenter
     docs = _wiki_docs(6)
+    for d in docs[:3]:  # no whitespace at all: these take the word-starts path
+        d["text"] = re.sub(r"\s+", "", d["text"])
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in docs) + "\n", encoding="utf-8")
-    digests, timing, docs = {}, {}, {}
-    for bs in ("1", "100000"):
-        out = tmp_path / f"out{bs}"
+    digests, timing, n_docs = {}, {}, {}
+    for run, bs in (("bs1", "1"), ("block", "100000"), ("spans", "100000")):
+        if run == "spans":  # the general path for every document
+            monkeypatch.setattr(LTPSegmenter, "block_word_starts", None)
+        out = tmp_path / run
         m = build(out, "--vocab_file", VOCAB, "--segmenter", "ltp", "--ltp_model", ltp_model,
                   "--max_seq_length", "64", "--max_predictions_per_seq", "10", "--num_shards", "2",
                   "--num_doc_shards", "1", "--segment_batch_size", bs, inputs=["--input", str(src)])
         assert m["tfrecords"]["num_instances"] > 0
-        digests[bs] = digest_tree(out, ("tfrecords",))
+        digests[run] = digest_tree(out, ("tfrecords",))
         stats = json.loads((out / "stats.json").read_text())
-        timing[bs] = stats["stages"]["tfrecords"]["segment_time"]
-        assert timing[bs]["chars"] == m["counters"]["pretrain:chars"]
-        assert timing[bs]["sentences"] == m["counters"]["pretrain:sentences"]
-        assert timing[bs]["cpu_seconds"] > 0
-        docs[bs] = m["counters"]["pretrain:docs"]
-    assert digests["1"] == digests["100000"] and digests["1"]
-    assert docs["1"] == docs["100000"] > 1
-    # One docs shard: one block (one call) at the large size, one per document at 1.
-    assert timing["100000"]["calls"] == 1
-    assert timing["1"]["calls"] == docs["1"]
+        timing[run] = stats["stages"]["tfrecords"]["segment_time"]
+        assert timing[run]["chars"] == m["counters"]["pretrain:chars"]
+        assert timing[run]["sentences"] == m["counters"]["pretrain:sentences"]
+        assert timing[run]["cpu_seconds"] > 0 and timing[run]["wall_seconds"] > 0
+        n_docs[run] = m["counters"]["pretrain:docs"]
+    assert digests["bs1"] == digests["block"] == digests["spans"] and digests["bs1"]
+    assert n_docs["bs1"] == n_docs["block"] == n_docs["spans"] == 6
+    from corpusflow.clean.sentences import split_sentences
+    final = read_jsonl_gz(str(tmp_path / "block" / "docs" / "*.jsonl.gz"))
+    declined = sum(any(re.search(r"\s", x) for x in split_sentences(d["text"])) for d in final)
+    assert 0 < declined < 6
+    # One docs shard, so one block at the large size: one call for the block plus
+    # one per document whose sentences hold whitespace; one call per document
+    # (plus those) at size 1; one call in all on the general path.
+    assert timing["block"]["calls"] == 1 + declined
+    assert timing["bs1"]["calls"] == 6 + declined
+    assert timing["spans"]["calls"] == 1

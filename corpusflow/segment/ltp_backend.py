@@ -540,6 +540,58 @@ class LTPSegmenter(Segmenter):
         self.fallbacks += failed
         return out
 
+    def block_word_starts(self, docs: Sequence[Sequence[str]]) -> list[Optional[Any]]:
+        """Per document, its word starts in ``"\\n".join(sentences)`` (the offsets
+        ``InstanceBuilder.prepare`` derives from ``segment_batch`` spans, end
+        offset included), from one batched prediction over the whole block.
+
+        No span tuples are built, which is most of this backend's Python cost.
+        ``None`` for a document that needs the general path: a sentence that is
+        empty, holds whitespace or is longer than one piece, a prediction that
+        failed or does not cover its sentence, or a user dictionary; the caller
+        then calls ``segment_batch`` (which also counts fallbacks).
+        """
+        import numpy as np
+
+        self.setup()
+        if self._hook is not None:
+            return [None] * len(docs)
+        window = NEURAL_WINDOW_CHARS if self._neural else self.max_chars
+        index: dict[str, int] = {}
+        simple_doc = []
+        for sentences in docs:
+            ok = bool(sentences) and all(0 < len(s) <= window and not _WS.search(s)
+                                         for s in sentences)
+            simple_doc.append(ok)
+            if ok:
+                for s in sentences:
+                    index.setdefault(s, len(index))
+        unique = list(index)
+        todo = (sorted(range(len(unique)), key=lambda i: len(unique[i])) if self._neural
+                else list(range(len(unique))))
+        lengths: list[Optional[list[int]]] = [None] * len(unique)
+        for k in range(0, len(todo), self.batch_size):
+            ids = todo[k:k + self.batch_size]
+            for i, words in zip(ids, self._predict_robust([unique[i] for i in ids])):
+                if words is not None:
+                    lens = list(map(len, words))
+                    if sum(lens) == len(unique[i]):
+                        lengths[i] = lens
+        out: list[Optional[Any]] = []
+        for sentences, ok in zip(docs, simple_doc):
+            per = [lengths[index[s]] for s in sentences] if ok else None
+            if per is None or any(x is None for x in per):
+                out.append(None)
+                continue
+            flat: list[int] = []
+            for j, lens in enumerate(per):
+                if j:
+                    flat.append(1)  # the "\n" separator is a word of its own
+                flat.extend(lens)
+            out.append(np.fromiter(accumulate(flat, initial=0), dtype=np.int64,
+                                   count=len(flat) + 1))
+        return out
+
     # -- manifest ----------------------------------------------------------
 
     def identity(self) -> dict:
