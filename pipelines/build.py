@@ -300,7 +300,7 @@ def run_tfrecords(ctx: Ctx, docs_in: int) -> dict:
     res = (p | "DocFiles" >> beam.Create(paths) | "SpreadFiles" >> beam.Reshuffle()
            | "BuildInstances" >> beam.ParDo(stages.BuildInstances(
                b.vocab_file, b.do_lower_case, b.segmenter, segmenter_options(b), instance_config(b),
-               b.nsp_window, b.segment_batch_size,
+               b.nsp_window, b.segment_block_sentences,
                progress={"total": docs_in, "enabled": b.progress,
                          "workers": _workers(ctx.options)})).with_outputs(
                    stages.REJECTS, stages.STATS, main="examples"))
@@ -329,6 +329,8 @@ def _validate(b: BuildOptions) -> None:
         raise BuildError("--num_shards, --num_doc_shards and --dupe_factor must be >= 1")
     if b.stop_after == "tfrecords" and not b.vocab_file:
         raise BuildError("--stop_after tfrecords needs --vocab_file")
+    if b.segment_batch_size < 1 or b.segment_block_sentences < 1:
+        raise BuildError("--segment_batch_size and --segment_block_sentences must be >= 1")
 
 
 def _vocab_info(b: BuildOptions) -> Optional[dict]:

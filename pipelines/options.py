@@ -81,6 +81,11 @@ class BuildOptions(PipelineOptions):
         t.add_argument("--segmenter", default="jieba")
         t.add_argument("--ltp_model", default=None)
         t.add_argument("--user_dict", default=None)
-        t.add_argument("--segment_batch_size", type=int, default=256)
+        t.add_argument("--segment_batch_size", type=int, default=256,
+                       help="sentences per segmenter call (LTP batch_predict / neural forward pass)")
+        t.add_argument("--segment_block_sentences", type=int, default=4096,
+                       help="documents are segmented in blocks of about this many sentences: "
+                            "large blocks keep the segmenter's model warm in the CPU caches "
+                            "between the instance-building work (output does not depend on it)")
         t.add_argument("--token_boundary", type=str2bool, nargs="?", const=True, default=False)
         t.add_argument("--tfrecord_gzip", type=str2bool, nargs="?", const=True, default=False)

@@ -301,14 +301,14 @@ class BuildInstances(beam.DoFn):
 
     def __init__(self, vocab_file: str, do_lower_case: bool, segmenter: str,
                  segmenter_options: dict, instance_config: Any, nsp_window: int,
-                 batch_size: int, progress: Optional[dict] = None):
+                 block_sentences: int, progress: Optional[dict] = None):
         self.vocab_file = vocab_file
         self.do_lower_case = do_lower_case
         self.segmenter_name = segmenter
         self.segmenter_options = segmenter_options
         self.instance_config = instance_config
         self.nsp_window = nsp_window
-        self.batch_size = batch_size
+        self.block_sentences = block_sentences
         self.progress = progress or {}
 
     def setup(self) -> None:
@@ -344,9 +344,9 @@ class BuildInstances(beam.DoFn):
     def process(self, path: str):
         window: collections.deque = collections.deque(maxlen=max(1, self.nsp_window))
         per_doc = getattr(self.segmenter, "word_starts", None) is not None
-        for block in _sentence_blocks(iter_json_lines(path), self.batch_size):
+        for block in _sentence_blocks(iter_json_lines(path), self.block_sentences):
             # Backends without whole-document word starts (LTP) segment a block
-            # of documents in one call, ~batch_size sentences instead of one
+            # of documents in one call, ~block_sentences sentences instead of one
             # document's handful; a sentence's words do not depend on its batch.
             segs = [(None, None)] * len(block) if per_doc else self._segment_block(block)
             for (doc, sentences), (starts, spans) in zip(block, segs):
@@ -368,16 +368,19 @@ class BuildInstances(beam.DoFn):
         """``(word_starts, spans)`` per document of the block, one of them set."""
         seg = self.segmenter
         block_starts = getattr(seg, "block_word_starts", None)
-        if block_starts is not None:
-            starts = self._timed(block_starts, [sentences for _, sentences in block])
-            # Documents the fast path declined take the general one.
-            return [(st, None) if st is not None else (None, self._timed(seg.segment_batch, ss))
-                    for st, (_, ss) in zip(starts, block)]
-        flat_spans = self._timed(seg.segment_batch, [s for _, ss in block for s in ss])
-        out, pos = [], 0
-        for _, sentences in block:
-            out.append((None, flat_spans[pos:pos + len(sentences)]))
-            pos += len(sentences)
+        starts = (self._timed(block_starts, [ss for _, ss in block]) if block_starts is not None
+                  else [None] * len(block))
+        # Documents without word starts (declined by the fast path, or a backend
+        # without one) are segmented together in one more call.
+        rest = [i for i, st in enumerate(starts) if st is None]
+        out = [(st, None) for st in starts]
+        if rest:
+            flat_spans = self._timed(seg.segment_batch, [s for i in rest for s in block[i][1]])
+            pos = 0
+            for i in rest:
+                n = len(block[i][1])
+                out[i] = (None, flat_spans[pos:pos + n])
+                pos += n
         return out
 
     def _doc_instances(self, doc: Document, sentences: list, starts: Any,
@@ -435,9 +438,9 @@ class BuildInstances(beam.DoFn):
         yield pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(stats))
 
 
-def _sentence_blocks(records: Iterable[dict], batch_size: int) -> Iterator[list]:
+def _sentence_blocks(records: Iterable[dict], block_sentences: int) -> Iterator[list]:
     """``[(Document, sentences), ...]`` blocks of whole documents, in order, each
-    closed once it holds ``batch_size`` sentences or more."""
+    closed once it holds ``block_sentences`` sentences or more."""
     from corpusflow.clean.sentences import split_sentences
     block: list = []
     n = 0
@@ -446,7 +449,7 @@ def _sentence_blocks(records: Iterable[dict], batch_size: int) -> Iterator[list]
         sentences = split_sentences(doc.text)
         block.append((doc, sentences))
         n += len(sentences)
-        if n >= batch_size:
+        if n >= block_sentences:
             yield block
             block, n = [], 0
     if block:

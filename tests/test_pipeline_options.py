@@ -139,7 +139,8 @@ def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_mo
         out = tmp_path / run
         m = build(out, "--vocab_file", VOCAB, "--segmenter", "ltp", "--ltp_model", ltp_model,
                   "--max_seq_length", "64", "--max_predictions_per_seq", "10", "--num_shards", "2",
-                  "--num_doc_shards", "1", "--segment_batch_size", bs, inputs=["--input", str(src)])
+                  "--num_doc_shards", "1", "--segment_block_sentences", bs,
+                  inputs=["--input", str(src)])
         assert m["tfrecords"]["num_instances"] > 0
         digests[run] = digest_tree(out, ("tfrecords",))
         stats = json.loads((out / "stats.json").read_text())
@@ -154,9 +155,9 @@ def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_mo
     final = read_jsonl_gz(str(tmp_path / "block" / "docs" / "*.jsonl.gz"))
     declined = sum(any(re.search(r"\s", x) for x in split_sentences(d["text"])) for d in final)
     assert 0 < declined < 6
-    # One docs shard, so one block at the large size: one call for the block plus
-    # one per document whose sentences hold whitespace; one call per document
-    # (plus those) at size 1; one call in all on the general path.
-    assert timing["block"]["calls"] == 1 + declined
+    # One docs shard, so one block at the large size: one call for the block's
+    # word starts and one for the documents it declined; per document at size 1
+    # (two calls for a declined one); one call in all on the general path.
+    assert timing["block"]["calls"] == 2
     assert timing["bs1"]["calls"] == 6 + declined
     assert timing["spans"]["calls"] == 1
