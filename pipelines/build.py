@@ -25,6 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from corpusflow import __version__
 from pipelines import beam_util
 from pipelines.options import BuildOptions
+from pipelines.repeated_keys import RepeatedKeys
 from pipelines.sharded_write import ShardedWrite, cleanup, shard_name
 from pipelines import stages
 
@@ -195,12 +196,13 @@ def run_dedup(ctx: Ctx) -> dict:
                 | f"{label}Read" >> beam.ParDo(stages.ReadDocs()))
 
     from corpusflow.dedup.exact import text_key
+    # The local runner keeps grouped elements in memory: group through files there.
+    local = type(ctx.runner).__name__ == "FnApiRunner"
     empty = p | "NoDecisions" >> beam.Create([])
     if b.exact_dedup:
         exact_groups = (read("Exact")
                         | "TextKey" >> beam.Map(lambda d: (text_key(d["text"]), stages.record_key(d)))
-                        | "ExactGroups" >> beam.CombinePerKey(stages.MinIdCount())
-                        | "ExactRepeated" >> beam.Filter(stages._repeated))
+                        | "ExactGroups" >> RepeatedKeys(f"{ctx.out}/dedup/_tmp-exact", local))
         exact = (exact_groups
                  | "ExactOwner" >> beam.Map(stages._owner))
     else:
@@ -210,8 +212,7 @@ def run_dedup(ctx: Ctx) -> dict:
         lines = (read("Lines")
                  | "LineKeys" >> beam.ParDo(stages.LineKeys(b.exact_dedup, b.line_dedup_min_chars),
                                             exact=exact_si)
-                 | "LineGroups" >> beam.CombinePerKey(stages.MinIdCount())
-                 | "LineRepeated" >> beam.Filter(stages._repeated)
+                 | "LineGroups" >> RepeatedKeys(f"{ctx.out}/dedup/_tmp-lines", local)
                  | "LineOwner" >> beam.Map(stages._owner))
     else:
         lines = p | "NoLines" >> beam.Create([])
@@ -254,7 +255,8 @@ def run_dedup(ctx: Ctx) -> dict:
          | "ExactSizeHist" >> beam.CombinePerKey(sum)
          | "ExactHistList" >> beam.Map(lambda kv: {"exact_group_sizes": {kv[0]: kv[1]}})
          | "ExactHist" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_groups.json", merge=True))
-    r = _collect(ctx, p, "dedup", [f"{ctx.out}/docs/_tmp-docs", f"{ctx.out}/dedup/_tmp-clusters"])
+    r = _collect(ctx, p, "dedup", [f"{ctx.out}/docs/_tmp-docs", f"{ctx.out}/dedup/_tmp-clusters",
+                                   f"{ctx.out}/dedup/_tmp-exact", f"{ctx.out}/dedup/_tmp-lines"])
     if not r:
         return r
     stats = r["stats"]

@@ -167,10 +167,6 @@ def record_key(d: dict) -> tuple:
     return d["id"], str(meta.get("file", "")), int(meta.get("line") or 0)
 
 
-def _repeated(kv) -> bool:
-    return kv[1][0] >= 2
-
-
 def _owner(kv) -> tuple[int, str]:
     return kv[0], kv[1][1]
 
