@@ -11,6 +11,8 @@ unknown run. ``tests/test_jieba_segmenter.py`` checks it is word-for-word equal 
 
 from __future__ import annotations
 
+import logging
+
 import hashlib
 import os
 from itertools import accumulate
@@ -326,6 +328,9 @@ class JiebaSegmenter(Segmenter):
         """Load jieba's dictionary once into a private ``jieba.Tokenizer``."""
         if self._tok is not None:
             return
+        # jieba logs every dictionary load at DEBUG on its own stderr handler:
+        # once per worker and stage, noise in a build's output.
+        jieba.setLogLevel(logging.WARNING)
         # A private instance: the global jieba.dt may carry another caller's
         # user words, and we must not add ours to it.
         tok = jieba.Tokenizer()
