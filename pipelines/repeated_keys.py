@@ -21,27 +21,14 @@ from __future__ import annotations
 
 import heapq
 import json
-import struct
 import uuid
-from typing import Iterator
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines.sharded_write import _open_read, _open_write
+# The run-file format (u64 key, u32 length, payload) is sharded_write's.
+from pipelines.sharded_write import _HDR, _open_write, _read_run
 from pipelines.stages import MinIdCount
-
-_HDR = struct.Struct(">QI")
-
-
-def _read_run(path: str) -> Iterator[tuple[int, bytes]]:
-    with _open_read(path) as f:
-        while True:
-            hdr = f.read(_HDR.size)
-            if not hdr:
-                return
-            key, n = _HDR.unpack(hdr)
-            yield key, f.read(n)
 
 
 class _SpillPairs(beam.DoFn):
