@@ -82,7 +82,8 @@ def check(out_dir: str, direct_chars: Optional[int] = 2_000_000, repeat: int = 1
     # As pipelines.build.segmenter_options builds them.
     options: dict[str, Any] = {}
     if name == "ltp":
-        options = {"model_dir": cfg["ltp_model"], "batch_size": cfg.get("segment_batch_size", 256)}
+        options = {"model_dir": cfg["ltp_model"], "batch_size": cfg.get("segment_batch_size", 256),
+                   "device": cfg.get("ltp_device", "cpu")}
     if cfg.get("user_dict"):
         options["user_dict"] = cfg["user_dict"]
     sentences = docs_sentences(out_dir, direct_chars)

@@ -14,6 +14,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any, Optional
@@ -284,6 +285,7 @@ def segmenter_options(b: BuildOptions) -> dict:
             raise BuildError("--segmenter ltp needs --ltp_model DIR")
         opts["model_dir"] = b.ltp_model
         opts["batch_size"] = b.segment_batch_size
+        opts["device"] = b.ltp_device
     if b.user_dict:
         opts["user_dict"] = b.user_dict
     return opts
@@ -331,6 +333,8 @@ def _validate(b: BuildOptions) -> None:
         raise BuildError("--num_shards, --num_doc_shards and --dupe_factor must be >= 1")
     if b.stop_after == "tfrecords" and not b.vocab_file:
         raise BuildError("--stop_after tfrecords needs --vocab_file")
+    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", b.ltp_device or ""):
+        raise BuildError(f"--ltp_device must be cpu, cuda, cuda:N or auto, got {b.ltp_device!r}")
     if b.segment_batch_size < 1 or b.segment_block_sentences < 1:
         raise BuildError("--segment_batch_size and --segment_block_sentences must be >= 1")
 

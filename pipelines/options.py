@@ -80,6 +80,9 @@ class BuildOptions(PipelineOptions):
         t.add_argument("--num_shards", type=int, default=8)
         t.add_argument("--segmenter", default="jieba")
         t.add_argument("--ltp_model", default=None)
+        t.add_argument("--ltp_device", default="auto",
+                       help="neural LTP models: cpu, cuda, cuda:N, or auto (a GPU when torch sees "
+                            "one); perceptron models ignore it")
         t.add_argument("--user_dict", default=None)
         t.add_argument("--segment_batch_size", type=int, default=256,
                        help="sentences per segmenter call (LTP batch_predict / neural forward pass)")

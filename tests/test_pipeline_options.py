@@ -119,6 +119,26 @@ def test_bad_ltp_model_fails_before_running(tmp_path):
     assert not os.path.exists(tmp_path / "out" / "manifest.json")
 
 
+def test_bad_ltp_device_fails_before_running(tmp_path, ltp_model):
+    for bad in ("gpu", "cuda:", "CPU", ""):
+        with pytest.raises(BuildError, match="--ltp_device must be cpu, cuda, cuda:N or auto"):
+            build(tmp_path / "out", "--vocab_file", VOCAB, "--segmenter", "ltp",
+                  "--ltp_model", ltp_model, "--ltp_device", bad)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_ltp_device_reaches_the_segmenter():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.build import segmenter_options
+    from pipelines.options import BuildOptions
+    b = PipelineOptions(["--segmenter", "ltp", "--ltp_model", "M"]).view_as(BuildOptions)
+    assert segmenter_options(b) == {"model_dir": "M", "batch_size": 256, "device": "auto"}
+    b = PipelineOptions(["--segmenter", "ltp", "--ltp_model", "M", "--ltp_device", "cuda:1"]
+                        ).view_as(BuildOptions)
+    assert segmenter_options(b)["device"] == "cuda:1"
+
+
 def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_model, monkeypatch):
     """Documents are segmented in blocks of ~segment_batch_size sentences, with
     whole-document word starts where every sentence allows it: the shards do
