@@ -321,7 +321,8 @@ class BuildInstances(beam.DoFn):
         self.meter = Progress("tfrecords", "docs", **self.progress)
         # The vocab, dictionaries and model objects just loaded live as long as
         # the worker: take them out of the cyclic GC's full scans, which the
-        # per-document allocations here trigger often (~10% of stage CPU).
+        # per-document allocations here trigger often (measured: 20% of the
+        # exact-jieba stage at 20 MB).
         gc.freeze()
 
     def start_bundle(self) -> None:
@@ -330,8 +331,8 @@ class BuildInstances(beam.DoFn):
                             "label": collections.Counter(),
                             "sentence_chars": collections.Counter(),
                             "tokens": collections.Counter()}
-        # CPU time inside the segmenter calls, for the segment-speed benchmark
-        # (bench/segment_bench.py --pipeline compares it with direct calls).
+        # Time inside the segmenter calls, for the segment-speed benchmark
+        # (bench/segment_check.py compares it with direct calls).
         # cpu_seconds is this thread's CPU (a neural model's intra-op threads
         # are not in it: compare those by wall_seconds).
         self.seg_time = {"cpu_seconds": 0.0, "wall_seconds": 0.0, "chars": 0, "sentences": 0,
