@@ -6,6 +6,7 @@ import ast
 import random
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -35,19 +36,20 @@ def test_local_and_combine_forms_agree(tmp_path):
     want = _expected(pairs)
     assert len(want) > 100 and any(n >= 3 for _, (n, _) in want)
     for local in (True, False):
-        # max_pairs=97: many spills per bundle, so the merge sees many runs per bucket.
-        with BeamTestPipeline(runner=make_runner(beam.options.pipeline_options.PipelineOptions())) as p:
+        # spill_bytes=9000: ~90 pairs a spill, so the merge sees many runs per bucket.
+        with BeamTestPipeline(runner=make_runner(PipelineOptions())) as p:
             # Created as text: Create would encode keys above 2**63 with an
             # inferred VarIntCoder, which cannot hold them (the pipeline's own
             # keys come untyped from a Map, as here).
             got = (p | beam.Create([repr(x) for x in pairs], reshuffle=False)
                    | beam.Map(ast.literal_eval)
-                   | RepeatedKeys(str(tmp_path / f"tmp{local}"), local, num_buckets=4, max_pairs=97))
+                   | RepeatedKeys(str(tmp_path / f"tmp{local}"), local, num_buckets=4,
+                                  spill_bytes=9000))
             assert_that(got, equal_to(want))
 
 
 def test_no_repeats_and_empty(tmp_path):
-    with BeamTestPipeline(runner=make_runner(beam.options.pipeline_options.PipelineOptions())) as p:
+    with BeamTestPipeline(runner=make_runner(PipelineOptions())) as p:
         once = p | "Once" >> beam.Create([(i, (str(i), "", 0)) for i in range(50)])
         assert_that(once | "R1" >> RepeatedKeys(str(tmp_path / "a"), True), equal_to([]),
                     label="none")
