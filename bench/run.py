@@ -119,13 +119,15 @@ def run_build(corpus_file: Path, out: Path, args, workers: int = 1) -> dict:
     if status != 0:
         raise SystemExit(f"build failed ({status}):\n{log[-4000:]}")
     manifest = json.loads((out / "manifest.json").read_text())
-    stage_times = {}
+    stage_times, stage_rss = {}, {}
     for stage in ("clean", "dedup", "tfrecords"):
         p = out / "stages" / f"{stage}.json"
         if p.exists():
-            stage_times[stage] = json.loads(p.read_text())["wall_seconds"]
+            sm = json.loads(p.read_text())
+            stage_times[stage] = sm["wall_seconds"]
+            stage_rss[stage] = round(sm.get("peak_rss_mb") or 0)
     return {"cpu": ru.ru_utime + ru.ru_stime, "wall": wall, "rss_mb": ru.ru_maxrss / 1024,
-            "manifest": manifest, "stages": stage_times}
+            "manifest": manifest, "stages": stage_times, "stage_rss": stage_rss}
 
 
 def print_scaling(rows: list[dict], worker_counts: list[int]) -> None:
@@ -198,7 +200,8 @@ def main(argv=None) -> int:
                "instances_per_cpu_s": round(tf.get("num_instances", 0) / r["cpu"], 1),
                "peak_rss_mb": round(r["rss_mb"]), "segmenter": args.segmenter, "workers": workers,
                "rep": rep,
-               "stage_share": {k: round(v / total_stage, 3) for k, v in r["stages"].items()}}
+               "stage_share": {k: round(v / total_stage, 3) for k, v in r["stages"].items()},
+               "stage_peak_rss_mb": r["stage_rss"]}
         seg_t = _segment_time(out)
         if seg_t:
             row["segment_chars_per_cpu_s"] = round(seg_t["chars"] / seg_t["cpu_seconds"])
@@ -216,7 +219,8 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), file=sys.stderr)
     hdr = ["size", "workers", "input_mb", "docs_kept", "instances", "cpu_s", "wall_s", "mb_per_cpu_s",
-           "instances_per_cpu_s", "peak_rss_mb", "stage_share", "segment_chars_per_cpu_s",
+           "instances_per_cpu_s", "peak_rss_mb", "stage_peak_rss_mb", "stage_share",
+           "segment_chars_per_cpu_s",
            "segment_ratio_vs_direct", "segment_ratio_vs_raw"]
     print(" | ".join(hdr))
     for row in rows:

@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from corpusflow import __version__
 from pipelines import beam_util
 from pipelines.options import BuildOptions
-from pipelines.repeated_keys import RepeatedKeys
+from pipelines.rss import PeakRss
 from pipelines.sharded_write import ShardedWrite, cleanup, shard_name
 from pipelines import stages
 
@@ -188,48 +188,45 @@ def stage_files(prefix: str, num_shards: int, suffix: str) -> list[str]:
 
 
 def run_dedup(ctx: Ctx) -> dict:
+    """Exact, line and near dedup as a disk-backed join (see ``pipelines.dedup_join``)."""
+    from pipelines import dedup_join as dj
     b = ctx.b
     paths = stage_files(f"{ctx.out}/stages/clean/docs", b.num_doc_shards, ".jsonl.gz")
+    tmp = f"{ctx.out}/dedup/_tmp"
     p = _pipeline(ctx)
 
-    def read(label: str):
-        return (p | f"{label}Files" >> beam.Create(paths) | f"{label}Spread" >> beam.Reshuffle()
-                | f"{label}Read" >> beam.ParDo(stages.ReadDocs()))
+    def shards(label: str):
+        return p | f"{label}Files" >> beam.Create(paths) | f"{label}Spread" >> beam.Reshuffle()
 
-    from corpusflow.dedup.exact import text_key
-    # The local runner keeps grouped elements in memory: group through files there.
-    local = type(ctx.runner).__name__ == "FnApiRunner"
-    empty = p | "NoDecisions" >> beam.Create([])
-    if b.exact_dedup:
-        exact_groups = (read("Exact")
-                        | "TextKey" >> beam.Map(lambda d: (text_key(d["text"]), stages.record_key(d)))
-                        | "ExactGroups" >> RepeatedKeys(f"{ctx.out}/dedup/_tmp-exact", local))
-        exact = (exact_groups
-                 | "ExactOwner" >> beam.Map(stages._owner))
-    else:
-        exact = empty
-    exact_si = beam.pvalue.AsDict(exact)
-    if b.line_dedup:
-        lines = (read("Lines")
-                 | "LineKeys" >> beam.ParDo(stages.LineKeys(b.exact_dedup, b.line_dedup_min_chars),
-                                            exact=exact_si)
-                 | "LineGroups" >> RepeatedKeys(f"{ctx.out}/dedup/_tmp-lines", local)
-                 | "LineOwner" >> beam.Map(stages._owner))
-    else:
-        lines = p | "NoLines" >> beam.Create([])
-    lines_si = beam.pvalue.AsDict(lines)
-    side: dict[str, Any] = {"exact": exact_si, "lines": lines_si}
+    decisions = []
+    if b.exact_dedup or b.line_dedup:
+        keys = (shards("Keys") | "ReadForKeys" >> beam.ParDo(stages.ReadDocs())
+                | "DedupKeys" >> beam.ParDo(dj.DedupKeys(b.exact_dedup, b.line_dedup,
+                                                         b.line_dedup_min_chars))
+                .with_outputs("lines", main="exact"))
+        if b.exact_dedup:
+            exact = keys.exact | "ExactDecisions" >> dj.Decisions(f"{tmp}/exact", dj.EXACT)
+            decisions.append(exact.runs)
+            (exact[dj.SIZES] | "ExactSizes" >> beam.Map(lambda kv: (str(kv[0]), kv[1]))
+             | "ExactSizeHist" >> beam.CombinePerKey(sum)
+             | "ExactHistList" >> beam.Map(lambda kv: {"exact_group_sizes": {kv[0]: kv[1]}})
+             | "ExactHist" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_groups.json", merge=True))
+        if b.line_dedup:
+            decisions.append((keys.lines | "LineDecisions" >> dj.Decisions(f"{tmp}/lines", dj.LINE))
+                             .runs)
+    key_runs = (decisions or [p | "NoDecisions" >> beam.Create([])]) | "KeyRuns" >> beam.Flatten()
+    runs = beam.pvalue.AsList(key_runs)
     if b.near_dedup or b.decontaminate:
-        survivors = read("Near") | "Survivors" >> beam.ParDo(stages.ApplyDedup(
-            b.exact_dedup, b.line_dedup, b.line_dedup_min_chars, b.min_chars, final=False),
-            exact=exact_si, lines=lines_si)
+        survivors = shards("Near") | "Survivors" >> beam.ParDo(stages.ApplyDedup(
+            b.line_dedup_min_chars, b.min_chars, final=False, num_buckets=dj.NUM_BUCKETS), runs=runs)
+        by_id = []
         if b.near_dedup:
             from pipelines.near_dedup import NearDedup, NearDedupConfig
             kw = {}
             if b.minhash_threshold is not None:
                 kw["threshold"] = b.minhash_threshold
             near = survivors | "NearDedup" >> NearDedup(NearDedupConfig(**kw))
-            side["near"] = beam.pvalue.AsDict(near["dropped"])
+            by_id.append(near["dropped"] | "NearDecisions" >> beam.Map(dj.id_decision(dj.NEAR)))
             (near["clusters"] | "NearSizes" >> beam.Map(lambda c: (str(c["size"]), 1))
              | "NearSizeHist" >> beam.CombinePerKey(sum)
              | "NearHistList" >> beam.Map(lambda kv: {"near_cluster_sizes": {kv[0]: kv[1]}})
@@ -241,23 +238,22 @@ def run_dedup(ctx: Ctx) -> dict:
             from pipelines.near_dedup import DecontamConfig, Decontaminate
             # Eval sets get the same T->S as the corpus, or Traditional dev files
             # would never match the cleaned (Simplified) documents.
-            side["decontam"] = beam.pvalue.AsDict(survivors | "Decontaminate" >> Decontaminate(
-                b.decontaminate, DecontamConfig(t2s=b.t2s)))
-    res = read("Apply") | "ApplyDedup" >> beam.ParDo(stages.ApplyDedup(
-        b.exact_dedup, b.line_dedup, b.line_dedup_min_chars, b.min_chars, final=True),
-        **side).with_outputs(stages.REJECTS, stages.STATS, main="docs")
+            flagged = survivors | "Decontaminate" >> Decontaminate(
+                b.decontaminate, DecontamConfig(t2s=b.t2s))
+            by_id.append(flagged | "DecontamDecisions" >> beam.Map(dj.id_decision(dj.DECONTAM)))
+        id_runs = (by_id | "AllIdDecisions" >> beam.Flatten()
+                   | "SpillIdDecisions" >> dj.SpillDecisions(f"{tmp}/id-decisions"))
+        runs = beam.pvalue.AsList((key_runs, id_runs) | "AllRuns" >> beam.Flatten())
+    res = shards("Apply") | "ApplyDedup" >> beam.ParDo(stages.ApplyDedup(
+        b.line_dedup_min_chars, b.min_chars, final=True, num_buckets=dj.NUM_BUCKETS),
+        runs=runs).with_outputs(stages.REJECTS, stages.STATS, main="docs")
     fmt = "parquet" if b.docs_format == "parquet" else "jsonl"
     infos = (res.docs | "KeyDocs" >> beam.Map(stages.keyed_doc)
              | "WriteDocs" >> ShardedWrite(f"{ctx.out}/docs/docs", b.num_doc_shards, fmt=fmt,
                                            gzip_output=fmt == "jsonl"))
     _side_outputs(ctx, "dedup", infos, res[stages.STATS], res[stages.REJECTS])
-    if b.exact_dedup:
-        (exact_groups | "ExactSizes" >> beam.Map(lambda kv: (str(kv[1][0]), 1))
-         | "ExactSizeHist" >> beam.CombinePerKey(sum)
-         | "ExactHistList" >> beam.Map(lambda kv: {"exact_group_sizes": {kv[0]: kv[1]}})
-         | "ExactHist" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_groups.json", merge=True))
     r = _collect(ctx, p, "dedup", [f"{ctx.out}/docs/_tmp-docs", f"{ctx.out}/dedup/_tmp-clusters",
-                                   f"{ctx.out}/dedup/_tmp-exact", f"{ctx.out}/dedup/_tmp-lines"])
+                                   tmp])
     if not r:
         return r
     stats = r["stats"]
@@ -425,12 +421,14 @@ def run(argv: Optional[list[str]] = None) -> dict:
         started = time.time()
         cpu0 = time.process_time()
         _progress(b.progress, f"stage {stage}: running on {len(files)} input file(s)")
-        if stage == "clean":
-            r = run_clean(ctx, files)
-        elif stage == "dedup":
-            r = run_dedup(ctx)
-        else:
-            r = run_tfrecords(ctx, (results.get("dedup") or {}).get("counters", {}).get("dedup:kept", 0))
+        with PeakRss() as rss:
+            if stage == "clean":
+                r = run_clean(ctx, files)
+            elif stage == "dedup":
+                r = run_dedup(ctx)
+            else:
+                r = run_tfrecords(ctx, (results.get("dedup") or {}).get("counters", {})
+                                  .get("dedup:kept", 0))
         if _dry_run(ctx):
             _progress(b.progress, f"stage {stage}: job graph built (--dry_run), not run")
             results[stage] = {}
@@ -438,6 +436,7 @@ def run(argv: Optional[list[str]] = None) -> dict:
         r["config_hash"] = hashes[stage]
         r["wall_seconds"] = round(time.time() - started, 3)
         r["driver_cpu_seconds"] = round(time.process_time() - cpu0, 3)
+        r["peak_rss_mb"] = rss.peak_mb
         beam_util.write_json_file(_stage_manifest_path(out, stage), r)
         results[stage] = r
         _progress(b.progress, f"stage {stage}: done in {r['wall_seconds']:.1f}s; "
@@ -482,6 +481,7 @@ def build_stats(manifest: dict, results: dict[str, dict]) -> dict:
     for stage, r in results.items():
         s = dict(r.get("stats") or {})
         s["wall_seconds"] = r.get("wall_seconds")
+        s["peak_rss_mb"] = r.get("peak_rss_mb")
         s["shards"] = {x["file"]: {"count": x["count"], "bytes": x["bytes"]}
                        for x in sorted(r.get("shards", []), key=lambda x: x["file"])}
         stats["stages"][stage] = s

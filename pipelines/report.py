@@ -124,7 +124,7 @@ def render(out_dir: str) -> str:
     if seg.get("cpu_seconds"):
         summary.append(("segmenter chars per CPU-second (in the stage)",
                         round(seg["chars"] / seg["cpu_seconds"])))
-    timing = [(k, v.get("wall_seconds")) for k, v in stages.items()]
+    timing = [(k, v.get("wall_seconds"), v.get("peak_rss_mb")) for k, v in stages.items()]
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>corpusflow report</title>",
              "<style>body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
@@ -133,8 +133,10 @@ def render(out_dir: str) -> str:
              f"</head><body><h1>corpusflow build report</h1><p>{e(out_dir)}</p>",
              "<h2>Summary</h2><table>"]
     parts += [f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in summary if v is not None]
-    parts.append("</table><h2>Stage time (s)</h2><table>")
-    parts += [f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in timing]
+    parts.append("</table><h2>Stages</h2><table><tr><th>stage</th><th>wall seconds</th>"
+                 "<th>peak RSS (MB, largest process)</th></tr>")
+    parts += [f"<tr><th>{e(k)}</th><td>{e(str(v))}</td><td>{e(str(m if m is not None else ''))}</td></tr>"
+              for k, v, m in timing]
     parts.append("</table>")
     for title, img in charts:
         if img:

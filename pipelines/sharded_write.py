@@ -28,6 +28,7 @@ import heapq
 import io
 import json
 import os
+import posixpath
 import struct
 import uuid
 from typing import Iterable, Iterator, Optional
@@ -40,6 +41,7 @@ from apache_beam.transforms.window import GlobalWindows
 from corpusflow.io.tfrecord import tfrecord_frame
 
 _HDR = struct.Struct(">QI")
+_ITEM_OVERHEAD = 133
 _COPY_CHUNK = 1 << 20
 
 FORMATS = ("tfrecord", "jsonl", "parquet")
@@ -70,6 +72,48 @@ def _read_run(path: str) -> Iterator[tuple[int, bytes]]:
             yield key, f.read(n)
 
 
+# At most this many run files are open in one merge. A 30 GB build spills
+# thousands of runs per bucket; opening all at once would exhaust file handles
+# (and, on GCS, each reader's buffer would add up), so larger sets are merged
+# in passes through intermediate runs first.
+MAX_FAN_IN = 64
+
+
+def merge_runs(paths: Iterable[str], tmp_dir: Optional[str] = None,
+               max_fan_in: int = MAX_FAN_IN) -> Iterator[tuple[int, bytes]]:
+    """The ``(key, payload)`` records of sorted runs, merged into one sorted stream.
+
+    The order equals one k-way merge of all runs (ties compare payloads), so
+    the number of passes never changes the output. Intermediate runs go to
+    ``tmp_dir/merged`` (default: beside the runs' ``runs/`` folder).
+    """
+    paths = sorted(paths)
+    if tmp_dir is None and paths:
+        tmp_dir = posixpath.dirname(posixpath.dirname(paths[0]))
+    made: list[str] = []
+    try:
+        while len(paths) > max_fan_in:
+            merged = []
+            for i in range(0, len(paths), max_fan_in):
+                group = paths[i:i + max_fan_in]
+                if len(group) == 1:
+                    merged.append(group[0])
+                    continue
+                out = f"{tmp_dir}/merged/{uuid.uuid4().hex}.run"
+                with _open_write(out) as f:
+                    for key, payload in heapq.merge(*[_read_run(p) for p in group]):
+                        f.write(_HDR.pack(key, len(payload)))
+                        f.write(payload)
+                made.append(out)
+                merged.append(out)
+            paths = merged
+        yield from heapq.merge(*[_read_run(p) for p in paths])
+    finally:
+        # Intermediate runs are this call's own: remove them as soon as it is done.
+        if made:
+            FileSystems.delete([p for p in made if FileSystems.exists(p)])
+
+
 def shard_name(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
     return f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}"
 
@@ -95,7 +139,9 @@ class _Spill(beam.DoFn):
         key, payload = kv
         bucket = (key * self.num_buckets) >> 64
         self._buf.setdefault(bucket, []).append((key, payload))
-        self._bytes += len(payload) + 64
+        # What the pair costs in memory: a 2-tuple (56 bytes), a 64-bit int (36),
+        # the bytes object (33 + payload) and a list slot (8).
+        self._bytes += len(payload) + _ITEM_OVERHEAD
         if self._bytes >= self.spill_bytes:
             yield from self._flush()
 
@@ -120,17 +166,17 @@ class _Spill(beam.DoFn):
 
 
 class _MergeBucket(beam.DoFn):
-    def __init__(self, tmp_dir: str, num_shards: int, fmt: str):
+    def __init__(self, tmp_dir: str, num_shards: int, fmt: str, max_fan_in: int = MAX_FAN_IN):
         self.tmp_dir = tmp_dir
         self.num_shards = num_shards
         self.fmt = fmt
+        self.max_fan_in = max_fan_in
 
     def process(self, element, counts: dict[int, int]):
         bucket, runs = element
-        runs = sorted(runs)
         total = sum(counts.values())
         rank = sum(c for b, c in counts.items() if b < bucket)
-        merged = heapq.merge(*[_read_run(path) for path, _ in runs])
+        merged = merge_runs([path for path, _ in runs], self.tmp_dir, self.max_fan_in)
         shard, end, out, count, path = -1, -1, None, 0, ""
         for _, payload in merged:
             if rank >= end:  # this rank starts a new shard's range
@@ -235,8 +281,8 @@ class ShardedWrite(beam.PTransform):
 
     def __init__(self, prefix: str, num_shards: int, fmt: str = "tfrecord",
                  gzip_output: bool = False, suffix: Optional[str] = None,
-                 tmp_dir: Optional[str] = None, spill_bytes: int = 64 << 20,
-                 num_buckets: Optional[int] = None):
+                 tmp_dir: Optional[str] = None, spill_bytes: int = 32 << 20,
+                 num_buckets: Optional[int] = None, max_fan_in: int = MAX_FAN_IN):
         super().__init__()
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
@@ -253,6 +299,7 @@ class ShardedWrite(beam.PTransform):
         self.suffix = suffix
         self.tmp_dir = tmp_dir or f"{os.path.dirname(prefix)}/_tmp-{os.path.basename(prefix)}"
         self.spill_bytes = spill_bytes
+        self.max_fan_in = max_fan_in
         # Buckets bound one merge's work; more buckets than shards buys nothing.
         self.num_buckets = num_buckets or max(1, min(num_shards, 64))
 
@@ -262,7 +309,8 @@ class ShardedWrite(beam.PTransform):
         counts = (runs | "RunCounts" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
                   | "SumPerBucket" >> beam.CombinePerKey(sum))
         pieces = (runs | "GroupRuns" >> beam.GroupByKey()
-                  | "Merge" >> beam.ParDo(_MergeBucket(self.tmp_dir, self.num_shards, self.fmt),
+                  | "Merge" >> beam.ParDo(_MergeBucket(self.tmp_dir, self.num_shards, self.fmt,
+                                                       self.max_fan_in),
                                           counts=beam.pvalue.AsDict(counts)))
         # Every shard exists, even an empty one.
         empties = (pcoll.pipeline | "AllShards" >> beam.Create(list(range(self.num_shards)))

@@ -1,16 +1,17 @@
 """Beam composites for each stage; the core logic lives in ``corpusflow``.
 
 Documents are never grouped: every decision that needs the whole corpus (exact
-duplicates, repeated lines, near duplicates) is computed from small keys with
-combiners and applied as a side input in another streaming pass over the stage's
-input files. Records only meet a shuffle in ``ShardedWrite``, which spills to
-disk. That keeps memory flat in input size on any runner.
+duplicates, repeated lines, near duplicates) is computed from small keys, kept
+in sorted run files (``dedup_join``) and applied in another streaming pass over
+the stage's input files. Records only meet a shuffle in ``ShardedWrite``, which
+spills to disk. That keeps memory flat in input size on any runner.
 """
 
 from __future__ import annotations
 
 import collections
 import gc
+import json
 from time import perf_counter
 from time import thread_time as process_time  # this thread only: not gRPC threads
 from typing import Any, Iterable, Iterator, Optional
@@ -135,28 +136,6 @@ class ReadDocs(beam.DoFn):
         yield from iter_json_lines(path)
 
 
-class MinIdCount(beam.CombineFn):
-    """(count, smallest record key) per key: who keeps a duplicated text or line."""
-
-    def create_accumulator(self):
-        return (0, None)
-
-    def add_input(self, acc, doc_id):
-        n, m = acc
-        return n + 1, doc_id if m is None or tuple(doc_id) < tuple(m) else m
-
-    def merge_accumulators(self, accs):
-        n, m = 0, None
-        for a, b in accs:
-            n += a
-            if b is not None and (m is None or tuple(b) < tuple(m)):
-                m = b
-        return n, m
-
-    def extract_output(self, acc):
-        return acc
-
-
 def record_key(d: dict) -> tuple:
     """Who a record is, for choosing survivors: the id, then where it was read.
 
@@ -167,24 +146,20 @@ def record_key(d: dict) -> tuple:
     return d["id"], str(meta.get("file", "")), int(meta.get("line") or 0)
 
 
-def _owner(kv) -> tuple[int, str]:
-    return kv[0], kv[1][1]
-
-
 class ApplyDedup(beam.DoFn):
-    """Apply exact/line/near decisions (side inputs) to one document.
+    """One clean shard file -> its documents with the dedup decisions applied.
 
+    Decisions come from ``dedup_join`` run files (side input ``runs``), read
+    alongside the shard because both are in sort-key order.
     ``final=False``: emit ``(id, source, text)`` for the near-dup stage.
     ``final=True``: emit the kept document (main) or a Reject (tagged).
     """
 
-    def __init__(self, exact_enabled: bool, line_enabled: bool, line_min_chars: int,
-                 min_chars: int, final: bool):
-        self.exact_enabled = exact_enabled
-        self.line_enabled = line_enabled
+    def __init__(self, line_min_chars: int, min_chars: int, final: bool, num_buckets: int):
         self.line_min_chars = line_min_chars
         self.min_chars = min_chars
         self.final = final
+        self.num_buckets = num_buckets
 
     def setup(self) -> None:
         self.inc = BeamInc()
@@ -196,39 +171,38 @@ class ApplyDedup(beam.DoFn):
         if self.final:
             yield self.stats.emit()
 
-    def process(self, d: dict, exact: dict, lines: dict, near: Optional[dict] = None,
-                decontam: Optional[dict] = None):
-        for out in self._apply(d, exact, lines, near, decontam):
-            if self.final:
-                if isinstance(out, pvalue.TaggedOutput):
-                    self.stats.reason("dedup", out.value["reason"])
-                else:
-                    self.stats.doc_out(out["source"], out["text"])
-            yield out
+    def process(self, path: str, runs: list):
+        from pipelines.dedup_join import DecisionReader
+        reader = DecisionReader(runs, self.num_buckets)
+        for d in iter_json_lines(path):
+            for out in self._apply(d, reader.take(stable_hash64(d["id"]))):
+                if self.final:
+                    if isinstance(out, pvalue.TaggedOutput):
+                        self.stats.reason("dedup", out.value["reason"])
+                    else:
+                        self.stats.doc_out(out["source"], out["text"])
+                yield out
 
-    def _apply(self, d, exact, lines, near, decontam):
-        from corpusflow.dedup.exact import line_keys, remove_lines, text_and_line_keys
+    def _apply(self, d: dict, payloads: list[bytes]):
+        from corpusflow.dedup.exact import line_keys, remove_lines
+        from pipelines import dedup_join as dj
         inc = self.inc if self.final else None
         if self.final:
             self.stats.doc_in(d["source"], d["text"])
         doc = Document.from_json(d)
-        me = record_key(d)
         if inc:
             inc("dedup:in")
-        lkeys = None
-        if self.exact_enabled:
-            tkey, lkeys = text_and_line_keys(doc.text, self.line_min_chars)  # one pass
-            kept = exact.get(tkey)
-            if kept is not None and tuple(kept) != me:
-                if inc:
-                    inc("dedup:duplicate:exact")
-                    yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
-                        doc, "dedup", "exact_duplicate", "duplicate", kept_id=kept[0]).to_json())
-                return
-        if self.line_enabled and lines:
-            if lkeys is None:
-                lkeys = line_keys(doc.text, self.line_min_chars)
-            drop = [i for i, k in lkeys if tuple(lines.get(k, me)) != me]
+        dec = dj.split_decisions(payloads, record_key(d), doc.id)
+        if dj.EXACT in dec:
+            if inc:
+                inc("dedup:duplicate:exact")
+                yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
+                    doc, "dedup", "exact_duplicate", "duplicate",
+                    kept_id=dec[dj.EXACT][0].decode("utf-8", "surrogatepass")).to_json())
+            return
+        if dj.LINE in dec:
+            gone = {int.from_bytes(k, "big") for k in dec[dj.LINE]}
+            drop = [i for i, k in line_keys(doc.text, self.line_min_chars) if k in gone]
             if drop:
                 doc.text = remove_lines(doc.text, drop)
                 if inc:
@@ -243,15 +217,15 @@ class ApplyDedup(beam.DoFn):
         if not self.final:
             yield doc.id, doc.source, doc.text
             return
-        if decontam and doc.id in decontam:
-            info = decontam[doc.id]
+        if dj.DECONTAM in dec:
+            info = json.loads(dec[dj.DECONTAM][0])
             inc("dedup:rejected:decontaminated")
             yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
                 doc, "dedup", "decontaminated", "rejected",
                 detail=str(info.get("eval_file", ""))).to_json())
             return
-        if near and doc.id in near:
-            info = near[doc.id]
+        if dj.NEAR in dec:
+            info = json.loads(dec[dj.NEAR][0])
             inc("dedup:duplicate:near")
             r = Reject.for_doc(doc, "dedup", "near_duplicate", "duplicate",
                                kept_id=info["kept_id"])
@@ -262,28 +236,6 @@ class ApplyDedup(beam.DoFn):
             return
         inc("dedup:kept")
         yield doc.to_json()
-
-
-class LineKeys(beam.DoFn):
-    """(line key, doc id) for each distinct long line of a surviving document."""
-
-    def __init__(self, exact_enabled: bool, min_chars: int):
-        self.exact_enabled = exact_enabled
-        self.min_chars = min_chars
-
-    def process(self, d: dict, exact: dict):
-        from corpusflow.dedup.exact import text_and_line_keys
-        me = record_key(d)
-        tkey, lkeys = text_and_line_keys(d["text"], self.min_chars)  # one normalising pass
-        if self.exact_enabled:
-            kept = exact.get(tkey)
-            if kept is not None and tuple(kept) != me:
-                return
-        seen = set()
-        for _, k in lkeys:
-            if k not in seen:
-                seen.add(k)
-                yield k, me
 
 
 # ---------------------------------------------------------------- pretrain

@@ -11,10 +11,11 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from corpusflow.document import stable_hash64
 from corpusflow.io.tfrecord import read_tfrecords
-from pipelines.sharded_write import ShardedWrite, cleanup, shard_of_rank
+from pipelines.sharded_write import ShardedWrite, _Spill, cleanup, merge_runs, shard_of_rank
 
 
-def _run(out_dir, n, num_shards, spill_bytes, fmt="tfrecord", gz=False, workers=1):
+def _run(out_dir, n, num_shards, spill_bytes, fmt="tfrecord", gz=False, workers=1,
+         max_fan_in=64):
     opts = PipelineOptions(direct_num_workers=workers,
                            direct_running_mode="multi_processing" if workers > 1 else "in_memory")
     prefix = os.path.join(out_dir, "part")
@@ -22,7 +23,7 @@ def _run(out_dir, n, num_shards, spill_bytes, fmt="tfrecord", gz=False, workers=
         infos = (p | beam.Create(range(n), reshuffle=False)
                  | beam.Map(lambda i: (stable_hash64(str(i)), f"rec{i}".encode()))
                  | ShardedWrite(prefix, num_shards, fmt=fmt, gzip_output=gz,
-                                spill_bytes=spill_bytes, num_buckets=3))
+                                spill_bytes=spill_bytes, num_buckets=3, max_fan_in=max_fan_in))
         infos | beam.Map(lambda d: None)
     cleanup(os.path.join(out_dir, "_tmp-part"))
     return sorted(os.listdir(out_dir))
@@ -59,6 +60,34 @@ def test_balanced_sorted_and_independent_of_spill_size(tmp_path):
     assert len(set(all_keys)) == 1000
     # Shards are consecutive ranges of the global key order.
     assert all_keys == sorted(all_keys)
+
+
+def test_merging_in_passes_gives_the_same_bytes(tmp_path):
+    """~140 runs per bucket merged 4 at a time (four passes) == one 140-way merge."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    files_a = _run(str(a), 3000, 5, spill_bytes=400)
+    files_b = _run(str(b), 3000, 5, spill_bytes=400, max_fan_in=4)
+    assert files_a == files_b
+    for name in files_a:
+        assert _read(str(a / name)) == _read(str(b / name))
+    assert not (b / "_tmp-part").exists()
+
+
+def test_merge_runs_equals_one_merge_and_removes_its_intermediates(tmp_path):
+    import random
+    rng = random.Random(2)
+    records = [(rng.getrandbits(64) % 50, bytes([rng.randrange(3)]) * rng.randrange(4))
+               for _ in range(2000)]
+    spill = _Spill(str(tmp_path), 1, 300)
+    spill.start_bundle()
+    runs = [r for rec in records for r in spill.process(rec)]
+    runs += [w.value for w in spill.finish_bundle()]
+    paths = [p for _, (p, _) in runs]
+    assert len(paths) > 100
+    for fan_in in (2, 3, 64, 1000):
+        assert list(merge_runs(paths, max_fan_in=fan_in)) == sorted(records)
+    assert not os.listdir(tmp_path / "merged")  # every intermediate run removed
+    assert sorted(os.listdir(tmp_path / "runs")) == sorted(os.path.basename(p) for p in paths)
 
 
 def test_fewer_records_than_shards_gives_empty_shards(tmp_path):
