@@ -478,8 +478,11 @@ def test_block_word_starts_equal_span_starts(seg, train_sents):
     # Documents of 1-7 sentences from the training text, plus edge cases.
     docs = [texts[i:i + 1 + i % 7] for i in range(0, len(texts), 5)]
     docs += [split_sentences("我爱北京天安门。数学是一门学科。他喜欢研究哲学和历史。"),
-             ["数学是一门学科。"] * 3, ["a"], ["我爱北京", "天安门"]]
-    declined = [["有 空格"], ["", "中文"], [], ["很长" * 20_000]]
+             ["数学是一门学科。"] * 3, ["a"], ["我爱北京", "天安门"],
+             # whitespace runs are words of their own, in both paths
+             ["有 空格的句子。", "  前后都有空格\u3000 "], ["中文 English 混排 2024 年。"],
+             [" "], ["我爱北京\t天安门。", "数学是一门学科。"]]
+    declined = [["", "中文"], [], ["很长" * 20_000], ["正常的句子。", "很长" * 20_000]]
     got = seg.block_word_starts(docs + declined)
     assert got[len(docs):] == [None] * len(declined)
     for sentences, fast in zip(docs, got):

@@ -53,6 +53,7 @@ NEURAL_WINDOW_CHARS = 500
 # whitespace runs first and each run becomes its own span.
 _WS = re.compile(r"\s")
 _RUNS = re.compile(r"\s+|\S+")
+_UNPLANNED: Any = object()
 
 _STOP = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -546,10 +547,12 @@ class LTPSegmenter(Segmenter):
         offset included), from one batched prediction over the whole block.
 
         No span tuples are built, which is most of this backend's Python cost.
-        ``None`` for a document that needs the general path: a sentence that is
-        empty, holds whitespace or is longer than one piece, a prediction that
-        failed or does not cover its sentence, or a user dictionary; the caller
-        then calls ``segment_batch`` (which also counts fallbacks).
+        Whitespace runs are words of their own and longer runs are cut into
+        windows, exactly as ``segment_batch`` does. ``None`` for a document that
+        needs the general path: an empty sentence or one over ``max_chars``, a
+        prediction that failed or does not cover its piece, or a user
+        dictionary; the caller then calls ``segment_batch`` (which also counts
+        fallbacks).
         """
         import numpy as np
 
@@ -557,16 +560,23 @@ class LTPSegmenter(Segmenter):
         if self._hook is not None:
             return [None] * len(docs)
         window = NEURAL_WINDOW_CHARS if self._neural else self.max_chars
-        index: dict[str, int] = {}
-        simple_doc = []
+        pieces: dict[str, int] = {}  # each distinct piece is predicted once
+        # Per distinct sentence, its plan: piece indices, and -n for a whitespace
+        # run of n characters (a word of its own, as segment_batch makes it);
+        # None when the sentence needs the general path.
+        plans: dict[str, Optional[list[int]]] = {}
+        doc_ok = []
         for sentences in docs:
-            ok = bool(sentences) and all(0 < len(s) <= window and not _WS.search(s)
-                                         for s in sentences)
-            simple_doc.append(ok)
-            if ok:
-                for s in sentences:
-                    index.setdefault(s, len(index))
-        unique = list(index)
+            ok = bool(sentences)
+            for s in sentences if ok else ():
+                plan = plans.get(s, _UNPLANNED)
+                if plan is _UNPLANNED:
+                    plan = plans[s] = self._plan(s, window, pieces)
+                if plan is None:
+                    ok = False
+                    break
+            doc_ok.append(ok)
+        unique = list(pieces)
         todo = (sorted(range(len(unique)), key=lambda i: len(unique[i])) if self._neural
                 else list(range(len(unique))))
         lengths: list[Optional[list[int]]] = [None] * len(unique)
@@ -578,19 +588,42 @@ class LTPSegmenter(Segmenter):
                     if sum(lens) == len(unique[i]):
                         lengths[i] = lens
         out: list[Optional[Any]] = []
-        for sentences, ok in zip(docs, simple_doc):
-            per = [lengths[index[s]] for s in sentences] if ok else None
-            if per is None or any(x is None for x in per):
-                out.append(None)
-                continue
-            flat: list[int] = []
-            for j, lens in enumerate(per):
+        for sentences, ok in zip(docs, doc_ok):
+            flat: Optional[list[int]] = [] if ok else None
+            for j, s in enumerate(sentences if ok else ()):
                 if j:
                     flat.append(1)  # the "\n" separator is a word of its own
-                flat.extend(lens)
-            out.append(np.fromiter(accumulate(flat, initial=0), dtype=np.int64,
-                                   count=len(flat) + 1))
+                for item in plans[s]:
+                    if item < 0:
+                        flat.append(-item)
+                        continue
+                    lens = lengths[item]
+                    if lens is None:
+                        flat = None
+                        break
+                    flat.extend(lens)
+                if flat is None:
+                    break
+            out.append(None if flat is None else np.fromiter(
+                accumulate(flat, initial=0), dtype=np.int64, count=len(flat) + 1))
         return out
+
+    def _plan(self, s: str, window: int, pieces: dict[str, int]) -> Optional[list[int]]:
+        """How ``block_word_starts`` segments one sentence (None: the general path)."""
+        n = len(s)
+        if n == 0 or n > self.max_chars:
+            return None
+        if n <= window and not _WS.search(s):
+            return [pieces.setdefault(s, len(pieces))]
+        plan = []
+        for m in _RUNS.finditer(s):  # as _segment_batch splits it
+            a, b = m.span()
+            if s[a].isspace():
+                plan.append(a - b)
+                continue
+            for w in range(a, b, window):
+                plan.append(pieces.setdefault(s[w:min(w + window, b)], len(pieces)))
+        return plan
 
     # -- manifest ----------------------------------------------------------
 
