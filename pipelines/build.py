@@ -354,7 +354,11 @@ def _segmenter_identity(b: BuildOptions) -> dict:
         seg = make_segmenter(b.segmenter, **segmenter_options(b))
         if hasattr(seg, "validate"):
             seg.validate()
-        seg.setup()
+        # LTP's validate() already proved the model loads (in a child process for
+        # perceptrons) and released it. Loading it here again would keep ~300 MB in
+        # the driver, which on a local run is also the worker of every stage.
+        if b.segmenter != "ltp":
+            seg.setup()  # cheap for jieba; proves a user dictionary parses
         return seg.identity()
     except (ValueError, FileNotFoundError, ImportError) as e:
         raise BuildError(f"--segmenter {b.segmenter}: {e}") from e

@@ -181,3 +181,25 @@ def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_mo
     assert timing["block"]["calls"] == 1
     assert timing["bs1"]["calls"] == 6
     assert timing["spans"]["calls"] == 1
+
+
+def test_driver_checks_an_ltp_model_without_keeping_it_loaded(ltp_model, monkeypatch):
+    """The driver proves the model loads (validate, in a child process) but never
+    loads it itself: on a local run the driver is every stage's worker too."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from corpusflow.segment.ltp_backend import LTPSegmenter
+    from pipelines.build import BuildError, _segmenter_identity
+    from pipelines.options import BuildOptions
+
+    loads = []
+    real_setup = LTPSegmenter.setup
+    monkeypatch.setattr(LTPSegmenter, "setup", lambda self: loads.append(1) or real_setup(self))
+    b = PipelineOptions(["--segmenter", "ltp", "--ltp_model", ltp_model]).view_as(BuildOptions)
+    ident = _segmenter_identity(b)
+    assert ident["name"] == "ltp" and len(ident["model_hash"]) == 64
+    assert loads == []
+    bad = PipelineOptions(["--segmenter", "ltp", "--ltp_model", ltp_model + "-missing"]
+                          ).view_as(BuildOptions)
+    with pytest.raises(BuildError, match="--segmenter ltp"):
+        _segmenter_identity(bad)
