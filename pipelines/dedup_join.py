@@ -198,8 +198,9 @@ class SpillDecisions(beam.PTransform):
 class DecisionReader:
     """Decisions for ascending sort keys, read from the bucketed run files.
 
-    ``runs`` are ``(bucket, (path, count))`` from ``SpillDecisions``; only the
-    buckets at or after the first key asked for are opened, one at a time.
+    ``runs`` are ``(bucket, (path, count))`` from ``Decisions`` and
+    ``SpillDecisions``, bucketed by ``num_buckets`` key ranges; only the buckets
+    the asked keys fall in are opened, one at a time.
     """
 
     def __init__(self, runs: Iterable, num_buckets: int):
