@@ -168,6 +168,8 @@ def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_mo
         assert timing[run]["chars"] == m["counters"]["pretrain:chars"]
         assert timing[run]["sentences"] == m["counters"]["pretrain:sentences"]
         assert timing[run]["cpu_seconds"] > 0 and timing[run]["wall_seconds"] > 0
+        # Each stage records its peak RSS (a whole Python process with Beam is > 50 MB).
+        assert all(stats["stages"][st]["peak_rss_mb"] > 50 for st in ("clean", "dedup", "tfrecords"))
         n_docs[run] = m["counters"]["pretrain:docs"]
     assert digests["bs1"] == digests["block"] == digests["spans"] and digests["bs1"]
     assert n_docs["bs1"] == n_docs["block"] == n_docs["spans"] == 6
