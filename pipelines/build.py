@@ -242,7 +242,7 @@ def run_dedup(ctx: Ctx) -> dict:
                 b.decontaminate, DecontamConfig(t2s=b.t2s))
             by_id.append(flagged | "DecontamDecisions" >> beam.Map(dj.id_decision(dj.DECONTAM)))
         id_runs = (by_id | "AllIdDecisions" >> beam.Flatten()
-                   | "SpillIdDecisions" >> dj.SpillDecisions(f"{tmp}/id-decisions"))
+                   | "SpillIdDecisions" >> dj.spill_decisions(f"{tmp}/id-decisions"))
         runs = beam.pvalue.AsList((key_runs, id_runs) | "AllRuns" >> beam.Flatten())
     res = shards("Apply") | "ApplyDedup" >> beam.ParDo(stages.ApplyDedup(
         b.line_dedup_min_chars, b.min_chars, final=True, num_buckets=dj.NUM_BUCKETS),

@@ -35,6 +35,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindows
 
+from corpusflow.dedup.exact import text_and_line_keys
 from corpusflow.document import stable_hash64
 from pipelines.sharded_write import _Spill, merge_runs
 
@@ -91,8 +92,7 @@ class DedupKeys(beam.DoFn):
         self.line_min_chars = line_min_chars
 
     def process(self, d: dict):
-        from corpusflow.dedup.exact import text_and_line_keys
-        from pipelines.stages import record_key
+        from pipelines.stages import record_key  # stages imports this module
         m = member(record_key(d), stable_hash64(d["id"]))
         tkey, lkeys = text_and_line_keys(d["text"], self.line_min_chars)  # one normalising pass
         if self.exact:
@@ -180,18 +180,9 @@ def id_decision(kind: bytes):
     return fn
 
 
-class SpillDecisions(beam.PTransform):
-    """Decision records -> sorted run files; output ``(bucket, (path, count))`` for a side input."""
-
-    def __init__(self, tmp_dir: str, num_buckets: int = NUM_BUCKETS, spill_bytes: int = 16 << 20):
-        super().__init__()
-        self.tmp_dir = tmp_dir
-        self.num_buckets = num_buckets
-        self.spill_bytes = spill_bytes
-
-    def expand(self, pcoll):
-        return pcoll | "Spill" >> beam.ParDo(_Spill(self.tmp_dir, self.num_buckets,
-                                                    self.spill_bytes))
+def spill_decisions(tmp_dir: str) -> beam.ParDo:
+    """Decision records -> sorted runs ``(bucket, (path, count))``, bucketed as the reader expects."""
+    return beam.ParDo(_Spill(tmp_dir, NUM_BUCKETS, 16 << 20))
 
 
 # ------------------------------------------------------------------ 3. apply
@@ -199,7 +190,7 @@ class DecisionReader:
     """Decisions for ascending sort keys, read from the bucketed run files.
 
     ``runs`` are ``(bucket, (path, count))`` from ``Decisions`` and
-    ``SpillDecisions``, bucketed by ``num_buckets`` key ranges; only the buckets
+    ``spill_decisions``, bucketed by ``num_buckets`` key ranges; only the buckets
     the asked keys fall in are opened, one at a time.
     """
 

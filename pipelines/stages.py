@@ -21,6 +21,8 @@ from apache_beam import pvalue
 
 from corpusflow import counters
 from corpusflow.document import Document, Reject, stable_hash64
+from corpusflow.dedup.exact import line_keys, remove_lines
+from pipelines import dedup_join as dj
 from pipelines.beam_util import BeamInc, dumps, iter_json_lines
 from pipelines.progress import Progress
 
@@ -172,8 +174,7 @@ class ApplyDedup(beam.DoFn):
             yield self.stats.emit()
 
     def process(self, path: str, runs: list):
-        from pipelines.dedup_join import DecisionReader
-        reader = DecisionReader(runs, self.num_buckets)
+        reader = dj.DecisionReader(runs, self.num_buckets)
         for d in iter_json_lines(path):
             for out in self._apply(d, reader.take(stable_hash64(d["id"]))):
                 if self.final:
@@ -184,8 +185,6 @@ class ApplyDedup(beam.DoFn):
                 yield out
 
     def _apply(self, d: dict, payloads: list[bytes]):
-        from corpusflow.dedup.exact import line_keys, remove_lines
-        from pipelines import dedup_join as dj
         inc = self.inc if self.final else None
         if self.final:
             self.stats.doc_in(d["source"], d["text"])

@@ -459,68 +459,29 @@ class LTPSegmenter(Segmenter):
         index: dict[str, int] = {}
         order = [index.setdefault(s, len(index)) for s in sentences]
         unique = list(index)
-
         window = NEURAL_WINDOW_CHARS if self._neural else self.max_chars
-        pieces: list[str] = []
-        # Per unique sentence: None (too long), an int (the whole sentence is one
-        # piece: the common case), or [(start, end, piece index or -1 for space)].
-        plans: list[Any] = []
-        for s in unique:
-            n = len(s)
-            if n > self.max_chars:
-                plans.append(None)
-            elif n <= window and not _WS.search(s):
-                plans.append(len(pieces))
-                pieces.append(s)
-            else:
-                parts = []
-                for m in _RUNS.finditer(s):
-                    a, b = m.span()
-                    if s[a].isspace():
-                        parts.append((a, b, -1))
-                        continue
-                    for w in range(a, b, window):
-                        parts.append((w, min(w + window, b), len(pieces)))
-                        pieces.append(s[w:min(w + window, b)])
-                plans.append(parts)
-
-        results: list[Optional[list[str]]] = [None] * len(pieces)
-        if self._neural:
-            # Similar lengths per forward pass: LTP pads each batch to its longest.
-            todo = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
-        else:
-            todo = list(range(len(pieces)))
-        for k in range(0, len(todo), self.batch_size):
-            ids = todo[k:k + self.batch_size]
-            for i, words in zip(ids, self._predict_robust([pieces[i] for i in ids])):
-                results[i] = words
+        pieces: dict[str, int] = {}
+        plans = [self._plan(s, window, pieces) for s in unique]
+        piece_list = list(pieces)
+        results = self._predict_pieces(piece_list)
 
         spans_by_unique: list[Optional[list[Span]]] = []
-        for s, plan in zip(unique, plans):
-            if plan is None:
-                spans_by_unique.append(None)
-            elif isinstance(plan, int):
-                words = results[plan]
-                if words is None:
-                    spans_by_unique.append(None)
+        for plan in plans:
+            spans: Optional[list[Span]] = None if plan is None else []
+            a = 0
+            for item in plan or ():
+                if item < 0:  # a whitespace run: a word of its own
+                    spans.append((a, a - item))
+                    a -= item
                     continue
-                ends = list(accumulate(self._word_lengths(s, words), initial=0))
-                spans_by_unique.append(list(pairwise(ends)))
-            else:
-                spans: list[Span] = []
-                for a, b, pi in plan:
-                    if pi < 0:
-                        spans.append((a, b))
-                        continue
-                    words = results[pi]
-                    if words is None:  # one failed piece: the whole sentence falls back
-                        break
-                    ends = list(accumulate(self._word_lengths(pieces[pi], words), initial=a))
-                    spans.extend(pairwise(ends))
-                else:
-                    spans_by_unique.append(spans)
-                    continue
-                spans_by_unique.append(None)
+                words = results[item]
+                if words is None:  # one failed piece: the whole sentence falls back
+                    spans = None
+                    break
+                ends = list(accumulate(self._word_lengths(piece_list[item], words), initial=a))
+                spans.extend(pairwise(ends))
+                a = ends[-1]
+            spans_by_unique.append(spans)
 
         out: list[list[Span]] = []
         failed = 0
@@ -571,22 +532,18 @@ class LTPSegmenter(Segmenter):
             for s in sentences if ok else ():
                 plan = plans.get(s, _UNPLANNED)
                 if plan is _UNPLANNED:
-                    plan = plans[s] = self._plan(s, window, pieces)
+                    plan = plans[s] = self._plan(s, window, pieces) if s else None
                 if plan is None:
                     ok = False
                     break
             doc_ok.append(ok)
         unique = list(pieces)
-        todo = (sorted(range(len(unique)), key=lambda i: len(unique[i])) if self._neural
-                else list(range(len(unique))))
         lengths: list[Optional[list[int]]] = [None] * len(unique)
-        for k in range(0, len(todo), self.batch_size):
-            ids = todo[k:k + self.batch_size]
-            for i, words in zip(ids, self._predict_robust([unique[i] for i in ids])):
-                if words is not None:
-                    lens = list(map(len, words))
-                    if sum(lens) == len(unique[i]):
-                        lengths[i] = lens
+        for i, words in enumerate(self._predict_pieces(unique)):
+            if words is not None:
+                lens = list(map(len, words))
+                if sum(lens) == len(unique[i]):
+                    lengths[i] = lens
         out: list[Optional[Any]] = []
         for sentences, ok in zip(docs, doc_ok):
             flat: Optional[list[int]] = [] if ok else None
@@ -609,14 +566,19 @@ class LTPSegmenter(Segmenter):
         return out
 
     def _plan(self, s: str, window: int, pieces: dict[str, int]) -> Optional[list[int]]:
-        """How ``block_word_starts`` segments one sentence (None: the general path)."""
+        """How one sentence is segmented, shared by both paths so they always agree.
+
+        Piece indices into ``pieces`` (each distinct piece is predicted once), and
+        ``-n`` for a whitespace run of n characters; None when the sentence is over
+        ``max_chars`` (it falls back to characters).
+        """
         n = len(s)
-        if n == 0 or n > self.max_chars:
+        if n > self.max_chars:
             return None
         if n <= window and not _WS.search(s):
             return [pieces.setdefault(s, len(pieces))]
         plan = []
-        for m in _RUNS.finditer(s):  # as _segment_batch splits it
+        for m in _RUNS.finditer(s):
             a, b = m.span()
             if s[a].isspace():
                 plan.append(a - b)
@@ -624,6 +586,18 @@ class LTPSegmenter(Segmenter):
             for w in range(a, b, window):
                 plan.append(pieces.setdefault(s[w:min(w + window, b)], len(pieces)))
         return plan
+
+    def _predict_pieces(self, pieces: list[str]) -> list[Optional[list[str]]]:
+        """Words per piece (None: failed), in batches of ``batch_size``."""
+        # Neural: similar lengths per forward pass, as LTP pads each batch to its longest.
+        todo = (sorted(range(len(pieces)), key=lambda i: len(pieces[i])) if self._neural
+                else list(range(len(pieces))))
+        results: list[Optional[list[str]]] = [None] * len(pieces)
+        for k in range(0, len(todo), self.batch_size):
+            ids = todo[k:k + self.batch_size]
+            for i, words in zip(ids, self._predict_robust([pieces[i] for i in ids])):
+                results[i] = words
+        return results
 
     # -- manifest ----------------------------------------------------------
 
