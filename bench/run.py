@@ -120,7 +120,7 @@ def run_build(corpus_file: Path, out: Path, args, workers: int = 1) -> dict:
         raise SystemExit(f"build failed ({status}):\n{log[-4000:]}")
     manifest = json.loads((out / "manifest.json").read_text())
     stage_times, stage_rss = {}, {}
-    for stage in ("clean", "dedup", "tfrecords"):
+    for stage in ("clean", "dedup", "segment", "instances", "tfrecords"):
         p = out / "stages" / f"{stage}.json"
         if p.exists():
             sm = json.loads(p.read_text())
@@ -146,11 +146,11 @@ def print_scaling(rows: list[dict], worker_counts: list[int]) -> None:
 
 
 def _segment_time(out: Path):
-    """The tfrecords stage's own account of its segmenter calls (stats.json)."""
+    """The segment stage's own account of its segmenter calls (stats.json)."""
     p = out / "stats.json"
     if not p.exists():
         return None
-    st = json.loads(p.read_text()).get("stages", {}).get("tfrecords", {}).get("segment_time")
+    st = json.loads(p.read_text()).get("stages", {}).get("segment", {}).get("segment_time")
     return st if st and st.get("cpu_seconds") else None
 
 
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                          "(alternating pairs because this machine's speed drifts between runs)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--doc_shards", type=int, default=16)
-    ap.add_argument("--stop_after", default="tfrecords", choices=["clean", "dedup", "tfrecords"])
+    ap.add_argument("--stop_after", default="tfrecords", choices=["clean", "dedup", "segment", "instances", "tfrecords"])
     ap.add_argument("--work_dir", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--segment_check", action="store_true",
                     help="also time the segmenter called directly on the build's sentences "

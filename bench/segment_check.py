@@ -1,7 +1,7 @@
 """Segment speed inside the pipeline vs the segmenter called directly on the same text.
 
-The tfrecords stage times its segmenter calls (thread CPU) and reports them in
-``stats.json`` (``stages.tfrecords.segment_time``). This module re-reads the
+The segment stage times its segmenter calls (thread CPU) and reports them in
+``stats.json`` (``stages.segment.segment_time``). This module re-reads the
 sentences of that build's ``docs/`` output (split exactly as the stage splits
 them) and times, on them:
 
@@ -76,7 +76,7 @@ def check(out_dir: str, direct_chars: Optional[int] = 2_000_000, repeat: int = 1
 
     manifest = json.load(open(os.path.join(out_dir, "manifest.json"), encoding="utf-8"))
     stats = json.load(open(os.path.join(out_dir, "stats.json"), encoding="utf-8"))
-    st = stats["stages"]["tfrecords"]["segment_time"]
+    st = stats["stages"]["segment"]["segment_time"]
     cfg = manifest["config"]
     name = cfg["segmenter"]
     # As pipelines.build.segmenter_options builds them.

@@ -1,10 +1,18 @@
 """``python -m pipelines.build``: raw dumps -> cleaned docs -> deduped docs -> TFRecords.
 
-Three Beam pipelines run in sequence (``clean``, ``dedup``, ``tfrecords``). Each
-writes finished files plus a stage manifest carrying the hash of every option
-that shaped it (chained with the upstream stage's hash), so ``--resume`` skips
-stages whose manifest matches and a changed option reruns exactly the stages
-downstream of it. ``run(argv)`` is the one entry point for the CLI and tests.
+Five Beam pipelines run in sequence:
+
+- ``clean``: ingest + clean -> ``stages/clean/docs-*``;
+- ``dedup``: exact, line and near dedup -> ``docs/docs-*`` (the deduped corpus);
+- ``segment``: word starts per docs shard -> ``stages/segment/words-*``;
+- ``instances``: masked pretraining instances -> sorted runs in ``stages/instances/runs``;
+- ``tfrecords``: the runs merged into ``tfrecords/part-*`` shards.
+
+Each writes finished files plus a stage manifest carrying the hash of every
+option that shaped it (chained with the upstream stage's hash), so ``--resume``
+skips stages whose manifest matches and a changed option reruns exactly the
+stages downstream of it (a masking option never re-runs the segmenter; a shard
+count only re-merges). ``run(argv)`` is the one entry point for the CLI and tests.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import os
+import posixpath
 import re
 import sys
 import time
@@ -27,12 +37,12 @@ from corpusflow import __version__
 from pipelines import beam_util
 from pipelines.options import BuildOptions
 from pipelines.rss import PeakRss
-from pipelines.sharded_write import ShardedWrite, cleanup, shard_name
+from pipelines.sharded_write import MergeRuns, ShardedWrite, cleanup, shard_name, spill_runs
 from pipelines import stages
 
 log = logging.getLogger("corpusflow.build")
 
-STAGES = ("clean", "dedup", "tfrecords")
+STAGES = ("clean", "dedup", "segment", "instances", "tfrecords")
 _DEPS = ("apache-beam", "jieba", "opencc", "datasketch", "zstandard", "pyarrow", "google-crc32c",
          "ltp-extension", "ltp", "tensorflow-cpu", "tensorflow", "sentencepiece", "tokenizers")
 
@@ -46,10 +56,16 @@ _CLEAN_KEYS = ("input_format", "input_encoding", "max_record_mb", "t2s", "min_ch
                "max_chars", "min_cjk_ratio", "max_repeated_line_ratio")
 _DEDUP_KEYS = ("exact_dedup", "line_dedup", "line_dedup_min_chars", "near_dedup",
                "minhash_threshold", "decontaminate", "docs_format", "num_doc_shards")
-_TF_KEYS = ("do_lower_case", "max_seq_length", "max_predictions_per_seq", "masked_lm_prob",
-            "short_seq_prob", "dupe_factor", "masking", "ngram", "ngram_dist", "mask_decision",
-            "pair_task", "nsp_window", "random_seed", "num_shards", "segmenter", "user_dict",
-            "token_boundary", "tfrecord_gzip")
+# Batch and block sizes and the LTP device are left out: words do not depend on them.
+_SEG_KEYS = ("segmenter", "user_dict")
+_INST_KEYS = ("do_lower_case", "max_seq_length", "max_predictions_per_seq", "masked_lm_prob",
+              "short_seq_prob", "dupe_factor", "masking", "ngram", "ngram_dist", "mask_decision",
+              "pair_task", "nsp_window", "random_seed", "token_boundary")
+_TF_KEYS = ("num_shards", "tfrecord_gzip")
+_ALL_KEYS = _CLEAN_KEYS + _DEDUP_KEYS + _SEG_KEYS + _INST_KEYS + _TF_KEYS
+# Key buckets of the instances stage's runs: the merge's parallelism in the
+# tfrecords stage. Output bytes do not depend on it, so it is not in any hash.
+INSTANCE_BUCKETS = 32
 
 
 def _hash(obj: Any) -> str:
@@ -91,10 +107,7 @@ def _versions() -> dict[str, str]:
 
 def _clear_prefix(pattern: str) -> None:
     """Remove leftovers of an earlier run so no stale shard survives."""
-    try:
-        old = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    except Exception:  # noqa: BLE001 - nothing there
-        old = []
+    old = [m.path for m in _match(pattern)]
     if old:
         FileSystems.delete(old)
 
@@ -119,6 +132,7 @@ def _pipeline(ctx: Ctx) -> beam.Pipeline:
 
 
 def _write_rejects(pcoll, ctx: Ctx, name: str):
+    """Rejects of a stage, keyed by their own hash: ``rejects/NAME-*.jsonl.gz``."""
     return (pcoll | f"KeyRejects{name}" >> beam.Map(stages.keyed_reject)
             | f"WriteRejects{name}" >> ShardedWrite(f"{ctx.out}/rejects/{name}", 1, fmt="jsonl",
                                                     gzip_output=True))
@@ -144,11 +158,13 @@ def run_clean(ctx: Ctx, files: list[dict]) -> dict:
     return _collect(ctx, p, "clean", [f"{ctx.out}/stages/clean/_tmp-docs"])
 
 
-def _side_outputs(ctx: Ctx, stage: str, infos, stats, rejects) -> None:
+def _side_outputs(ctx: Ctx, stage: str, infos, stats=None, rejects=None) -> None:
     """A stage's shard list, merged stats and rejects (names shared by every stage)."""
     infos | "ShardList" >> beam_util.WriteJson(f"{ctx.out}/stages/{stage}_shards.json")
-    stats | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/{stage}_stats.json", merge=True)
-    _write_rejects(rejects, ctx, _REJECTS_NAME[stage])
+    if stats is not None:
+        stats | "Stats" >> beam_util.WriteJson(f"{ctx.out}/stages/{stage}_stats.json", merge=True)
+    if rejects is not None:
+        _write_rejects(rejects, ctx, _REJECTS_NAME[stage])
 
 
 def _collect(ctx: Ctx, p: beam.Pipeline, stage: str, tmp_dirs: list[str]) -> dict:
@@ -156,14 +172,17 @@ def _collect(ctx: Ctx, p: beam.Pipeline, stage: str, tmp_dirs: list[str]) -> dic
     result = _finish(ctx, p, stage)
     if result is None:
         return {}
-    for t in tmp_dirs + [f"{ctx.out}/rejects/_tmp-{_REJECTS_NAME[stage]}"]:
+    if stage in _REJECTS_NAME:
+        tmp_dirs = tmp_dirs + [f"{ctx.out}/rejects/_tmp-{_REJECTS_NAME[stage]}"]
+    for t in tmp_dirs:
         cleanup(t)
+    stats_path = f"{ctx.out}/stages/{stage}_stats.json"
     return {"counters": beam_util.query_counters(result),
             "shards": beam_util.read_json_file(f"{ctx.out}/stages/{stage}_shards.json"),
-            "stats": beam_util.read_json_file(f"{ctx.out}/stages/{stage}_stats.json")}
+            "stats": beam_util.read_json_file(stats_path) if FileSystems.exists(stats_path) else {}}
 
 
-_REJECTS_NAME = {"clean": "clean", "dedup": "dedup", "tfrecords": "pretrain"}
+_REJECTS_NAME = {"clean": "clean", "dedup": "dedup", "instances": "pretrain"}
 
 
 def _finish(ctx: Ctx, p: beam.Pipeline, stage: str):
@@ -254,6 +273,9 @@ def run_dedup(ctx: Ctx) -> dict:
     _side_outputs(ctx, "dedup", infos, res[stages.STATS], res[stages.REJECTS])
     r = _collect(ctx, p, "dedup", [f"{ctx.out}/docs/_tmp-docs", f"{ctx.out}/dedup/_tmp-clusters",
                                    tmp])
+    dedup_dir = f"{ctx.out}/dedup"
+    if "://" not in dedup_dir and os.path.isdir(dedup_dir) and not os.listdir(dedup_dir):
+        os.rmdir(dedup_dir)  # no near-dup clusters written: leave no empty folder
     if not r:
         return r
     stats = r["stats"]
@@ -292,29 +314,105 @@ def _workers(options: PipelineOptions) -> int:
     return max(1, options.view_as(DirectOptions).direct_num_workers or 1)
 
 
-def run_tfrecords(ctx: Ctx, docs_in: int) -> dict:
+def _docs_paths(ctx: Ctx) -> list[str]:
     b = ctx.b
-    paths = stage_files(f"{ctx.out}/docs/docs", b.num_doc_shards,
-                        ".parquet" if b.docs_format == "parquet" else ".jsonl.gz")
+    return stage_files(f"{ctx.out}/docs/docs", b.num_doc_shards,
+                       ".parquet" if b.docs_format == "parquet" else ".jsonl.gz")
+
+
+def _progress_opts(ctx: Ctx, results: dict) -> dict:
+    docs_in = (results.get("dedup") or {}).get("counters", {}).get("dedup:kept", 0)
+    return {"total": docs_in, "enabled": ctx.b.progress, "workers": _workers(ctx.options)}
+
+
+def run_segment(ctx: Ctx, results: dict) -> dict:
+    """Docs shard i -> ``stages/segment/words-i-of-N.words`` (word starts, see
+    ``corpusflow.segment.starts_file``)."""
+    b = ctx.b
+    prefix = f"{ctx.out}/stages/segment/words"
     p = _pipeline(ctx)
-    res = (p | "DocFiles" >> beam.Create(paths) | "SpreadFiles" >> beam.Reshuffle()
+    res = (p | "DocFiles" >> beam.Create(list(enumerate(_docs_paths(ctx))))
+           | "SpreadFiles" >> beam.Reshuffle()
+           | "Segment" >> beam.ParDo(stages.SegmentDocs(
+               prefix, b.num_doc_shards, b.segmenter, segmenter_options(b),
+               b.segment_block_sentences, progress=_progress_opts(ctx, results)))
+           .with_outputs(stages.STATS, main="written"))
+    infos = (res.written | "GroupWritten" >> beam.GroupByKey()
+             | "FinishWords" >> beam.ParDo(stages.FinishWords(prefix, b.num_doc_shards)))
+    _side_outputs(ctx, "segment", infos, res[stages.STATS])
+    r = _collect(ctx, p, "segment", [])
+    if r:
+        _clear_prefix(f"{prefix}-*.tmp-*")  # written by bundles that were retried
+    return r
+
+
+def _runs_dir(ctx: Ctx) -> str:
+    return f"{ctx.out}/stages/instances/runs"
+
+
+def run_instances(ctx: Ctx, results: dict) -> dict:
+    """Docs + word starts -> serialized examples, spilled as sorted runs that
+    stay on disk (listed in the stage's shard list) for the tfrecords stage."""
+    b = ctx.b
+    words = stage_files(f"{ctx.out}/stages/segment/words", b.num_doc_shards, ".words")
+    p = _pipeline(ctx)
+    res = (p | "ShardFiles" >> beam.Create(
+               [(i, d, w) for i, (d, w) in enumerate(zip(_docs_paths(ctx), words))])
+           | "SpreadFiles" >> beam.Reshuffle()
            | "BuildInstances" >> beam.ParDo(stages.BuildInstances(
-               b.vocab_file, b.do_lower_case, b.segmenter, segmenter_options(b), instance_config(b),
-               b.nsp_window, b.segment_block_sentences,
-               progress={"total": docs_in, "enabled": b.progress,
-                         "workers": _workers(ctx.options)})).with_outputs(
-                   stages.REJECTS, stages.STATS, main="examples"))
-    infos = res.examples | "WriteShards" >> ShardedWrite(
-        f"{ctx.out}/tfrecords/part", b.num_shards, fmt="tfrecord", gzip_output=b.tfrecord_gzip)
-    _side_outputs(ctx, "tfrecords", infos, res[stages.STATS], res[stages.REJECTS])
-    return _collect(ctx, p, "tfrecords", [f"{ctx.out}/tfrecords/_tmp-part"])
+               b.vocab_file, b.do_lower_case, instance_config(b), b.nsp_window,
+               progress=_progress_opts(ctx, results)))
+           .with_outputs(stages.REJECTS, stages.STATS, main="examples"))
+    infos = (res.examples
+             | "SpillRuns" >> spill_runs(posixpath.dirname(_runs_dir(ctx)), INSTANCE_BUCKETS)
+             | "RunInfo" >> beam.Map(lambda kv: {"bucket": kv[0], "count": kv[1][1],
+                                                 "file": posixpath.basename(kv[1][0])}))
+    _side_outputs(ctx, "instances", infos, res[stages.STATS], res[stages.REJECTS])
+    r = _collect(ctx, p, "instances", [])
+    if r:
+        # Runs of bundles that failed and were retried are not listed: remove them.
+        listed = {x["file"] for x in r["shards"]}
+        stray = [m.path for m in _match(f"{_runs_dir(ctx)}/*")
+                 if posixpath.basename(m.path) not in listed]
+        if stray:
+            FileSystems.delete(stray)
+    return r
 
 
+def run_write(ctx: Ctx, results: dict) -> dict:
+    """The instances stage's runs -> ``tfrecords/part-*`` (merge only)."""
+    b = ctx.b
+    runs = sorted((x["bucket"], (f"{_runs_dir(ctx)}/{x['file']}", x["count"]))
+                  for x in (results.get("instances") or {}).get("shards", []))
+    suffix = ".tfrecord" + (".gz" if b.tfrecord_gzip else "")
+    tmp = f"{ctx.out}/tfrecords/_tmp-part"
+    p = _pipeline(ctx)
+    infos = (p | "Runs" >> beam.Create(runs)
+             | "WriteShards" >> MergeRuns(f"{ctx.out}/tfrecords/part", b.num_shards, "tfrecord",
+                                          b.tfrecord_gzip, suffix, tmp))
+    _side_outputs(ctx, "tfrecords", infos)
+    return _collect(ctx, p, "tfrecords", [tmp])
+
+
+def _match(pattern: str) -> list:
+    try:
+        return FileSystems.match([pattern])[0].metadata_list
+    except Exception:  # noqa: BLE001 - nothing there
+        return []
+
+
+_RUN_STAGE = {"clean": None, "dedup": None, "segment": run_segment,
+              "instances": run_instances, "tfrecords": run_write}
 _OUTPUTS = {
     "clean": ["stages/clean/docs-*", "rejects/clean-*"],
     "dedup": ["docs/docs-*", "rejects/dedup-*", "dedup/clusters-*"],
-    "tfrecords": ["tfrecords/part-*", "rejects/pretrain-*"],
+    "segment": ["stages/segment/words-*"],
+    "instances": ["stages/instances/runs/*", "rejects/pretrain-*"],
+    "tfrecords": ["tfrecords/part-*"],
 }
+# Where the files of a stage's shard list live (checked before --resume reuses it).
+_OUTPUT_DIR = {"clean": "stages/clean", "dedup": "docs", "segment": "stages/segment",
+               "instances": "stages/instances/runs", "tfrecords": "tfrecords"}
 
 
 # ------------------------------------------------------------------ driver
@@ -327,8 +425,8 @@ def _validate(b: BuildOptions) -> None:
         raise BuildError("--max_seq_length must be >= 8 and --max_predictions_per_seq >= 1")
     if b.num_shards < 1 or b.num_doc_shards < 1 or b.dupe_factor < 1:
         raise BuildError("--num_shards, --num_doc_shards and --dupe_factor must be >= 1")
-    if b.stop_after == "tfrecords" and not b.vocab_file:
-        raise BuildError("--stop_after tfrecords needs --vocab_file")
+    if b.stop_after in ("instances", "tfrecords") and not b.vocab_file:
+        raise BuildError(f"--stop_after {b.stop_after} needs --vocab_file")
     if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", b.ltp_device or ""):
         raise BuildError(f"--ltp_device must be cpu, cuda, cuda:N or auto, got {b.ltp_device!r}")
     if b.segment_batch_size < 1 or b.segment_block_sentences < 1:
@@ -376,6 +474,34 @@ def _load_stage(out: str, stage: str, config_hash: str) -> Optional[dict]:
     return m if m.get("config_hash") == config_hash else None
 
 
+def _outputs_present(out: str, stage: str, m: dict) -> bool:
+    """Every file in the stage's shard list is still there, with its size."""
+    found = {posixpath.basename(x.path): x.size_in_bytes
+             for x in _match(f"{out}/{_OUTPUT_DIR[stage]}/*")}
+    return all(s["file"] in found and found[s["file"]] == s.get("bytes", found[s["file"]])
+               for s in m.get("shards", []))
+
+
+def resume_plan(out: str, todo: tuple, hashes: dict) -> dict[str, dict]:
+    """The finished stages ``--resume`` reuses: ``{stage: its manifest}``.
+
+    A stage is reused when its manifest matches its config hash and so do all
+    upstream ones, and either its output files are all there or a later reused
+    stage already consumed them (the instances runs are removed after the
+    write). Everything after the last reusable stage reruns.
+    """
+    manifests: dict[str, dict] = {}
+    last = -1
+    for i, stage in enumerate(todo):
+        m = _load_stage(out, stage, hashes[stage])
+        if m is None:
+            break
+        manifests[stage] = m
+        if _outputs_present(out, stage, m):
+            last = i
+    return {s: manifests[s] for s in todo[: last + 1]}
+
+
 def summarize_counts(counters: dict[str, int], last_doc_stage: str) -> dict[str, int]:
     """The manifest's ``counts``: read = kept + filtered + duplicates + rejected."""
     def total(prefixes):
@@ -402,7 +528,7 @@ def run(argv: Optional[list[str]] = None) -> dict:
     vocab = _vocab_info(b)
     last = b.stop_after or ("tfrecords" if vocab else "dedup")
     todo = STAGES[: STAGES.index(last) + 1]
-    seg_id = _segmenter_identity(b) if "tfrecords" in todo else None
+    seg_id = _segmenter_identity(b) if "segment" in todo else None
 
     ctx = Ctx(options, b, out, beam_util.make_runner(options))
     opts = b.get_all_options()
@@ -410,29 +536,31 @@ def run(argv: Optional[list[str]] = None) -> dict:
     clean_cfg["inputs"] = files
     hashes = {"clean": _hash(clean_cfg)}
     hashes["dedup"] = _hash([hashes["clean"], {k: opts[k] for k in _DEDUP_KEYS}])
-    hashes["tfrecords"] = _hash([hashes["dedup"], {k: opts[k] for k in _TF_KEYS}, vocab, seg_id])
+    hashes["segment"] = _hash([hashes["dedup"], {k: opts[k] for k in _SEG_KEYS}, seg_id])
+    hashes["instances"] = _hash([hashes["segment"], {k: opts[k] for k in _INST_KEYS}, vocab])
+    hashes["tfrecords"] = _hash([hashes["instances"], {k: opts[k] for k in _TF_KEYS}])
 
+    reuse = resume_plan(out, todo, hashes) if b.resume else {}
     results: dict[str, dict] = {}
     for stage in todo:
-        prev = _load_stage(out, stage, hashes[stage]) if b.resume else None
-        if prev is not None:
+        if stage in reuse:
             _progress(b.progress, f"stage {stage}: up to date, skipped (--resume)")
-            results[stage] = prev
+            results[stage] = reuse[stage]
             continue
         if not _dry_run(ctx):
             for pattern in _OUTPUTS[stage]:
                 _clear_prefix(f"{out}/{pattern}")
         started = time.time()
         cpu0 = time.process_time()
-        _progress(b.progress, f"stage {stage}: running on {len(files)} input file(s)")
+        _progress(b.progress, f"stage {stage}: running on " + (
+            f"{len(files)} input file(s)" if stage == "clean" else f"{b.num_doc_shards} docs shard(s)"))
         with PeakRss() as rss:
             if stage == "clean":
                 r = run_clean(ctx, files)
             elif stage == "dedup":
                 r = run_dedup(ctx)
             else:
-                r = run_tfrecords(ctx, (results.get("dedup") or {}).get("counters", {})
-                                  .get("dedup:kept", 0))
+                r = _RUN_STAGE[stage](ctx, results)
         if _dry_run(ctx):
             _progress(b.progress, f"stage {stage}: job graph built (--dry_run), not run")
             results[stage] = {}
@@ -443,6 +571,13 @@ def run(argv: Optional[list[str]] = None) -> dict:
         r["peak_rss_mb"] = rss.peak_mb
         beam_util.write_json_file(_stage_manifest_path(out, stage), r)
         results[stage] = r
+        if stage == "tfrecords" and not b.keep_instance_runs:
+            # The runs are as large as the TFRecords; only a later change of
+            # --num_shards/--tfrecord_gzip would read them again (that rebuilds
+            # them). Removed only now that the write's manifest is on disk.
+            runs = posixpath.dirname(_runs_dir(ctx))
+            if FileSystems.exists(runs):
+                FileSystems.delete([runs])
         _progress(b.progress, f"stage {stage}: done in {r['wall_seconds']:.1f}s; "
                   + ", ".join(f"{k}={v}" for k, v in sorted(r["counters"].items())
                               if k.count(":") == 1 or k.startswith(("read:rejected", "clean:filtered"))))
@@ -457,7 +592,7 @@ def run(argv: Optional[list[str]] = None) -> dict:
     manifest: dict[str, Any] = {
         "corpusflow_version": __version__,
         "created_unix": int(time.time()),
-        "config": {k: v for k, v in opts.items() if k in set(_CLEAN_KEYS + _DEDUP_KEYS + _TF_KEYS)
+        "config": {k: v for k, v in opts.items() if k in set(_ALL_KEYS)
                    | {"input", "output", "vocab_file", "ltp_model", "stop_after"}},
         "config_hash": hashes[last],
         "stage_hashes": {s: hashes[s] for s in todo},
@@ -468,9 +603,10 @@ def run(argv: Optional[list[str]] = None) -> dict:
         "docs": {"format": b.docs_format,
                  "shards": sorted(results[doc_stage]["shards"], key=lambda s: s["file"])},
     }
-    if "tfrecords" in todo:
+    if "segment" in todo:
         manifest["segmenter"] = seg_id
-        manifest["tfrecords"] = tfrecords_manifest(b, vocab, results["tfrecords"])
+    if "tfrecords" in todo:
+        manifest["tfrecords"] = tfrecords_manifest(b, vocab, results, counters)
     beam_util.write_json_file(f"{out}/manifest.json", manifest)
     beam_util.write_json_file(f"{out}/stats.json", build_stats(manifest, results))
     c = manifest["counts"]
@@ -486,8 +622,14 @@ def build_stats(manifest: dict, results: dict[str, dict]) -> dict:
         s = dict(r.get("stats") or {})
         s["wall_seconds"] = r.get("wall_seconds")
         s["peak_rss_mb"] = r.get("peak_rss_mb")
-        s["shards"] = {x["file"]: {"count": x["count"], "bytes": x["bytes"]}
-                       for x in sorted(r.get("shards", []), key=lambda x: x["file"])}
+        if stage == "instances":
+            # Thousands of run files at scale: their totals, not each one.
+            runs = r.get("shards", [])
+            s["runs"] = {"files": len(runs), "count": sum(x["count"] for x in runs),
+                         "buckets": len({x["bucket"] for x in runs})}
+        else:
+            s["shards"] = {x["file"]: {"count": x["count"], "bytes": x["bytes"]}
+                           for x in sorted(r.get("shards", []), key=lambda x: x["file"])}
         stats["stages"][stage] = s
     reasons: dict[str, int] = {}
     for k, v in manifest["counters"].items():
@@ -495,20 +637,22 @@ def build_stats(manifest: dict, results: dict[str, dict]) -> dict:
         if len(parts) == 3 and parts[1] in ("rejected", "filtered", "duplicate"):
             reasons[k] = v
     stats["reasons"] = reasons
-    tf = results.get("tfrecords", {}).get("stats") or {}
-    toks = tf.get("tokens") or {}
+    toks = (results.get("instances", {}).get("stats") or {}).get("tokens") or {}
     if toks.get("total"):
         stats["vocab"] = {"tokens": toks["total"], "unk_tokens": toks.get("unk", 0),
                           "unk_rate": round(toks.get("unk", 0) / toks["total"], 6)}
     return stats
 
 
-def tfrecords_manifest(b: BuildOptions, vocab: dict, r: dict) -> dict:
+def tfrecords_manifest(b: BuildOptions, vocab: dict, results: dict[str, dict],
+                       counters: dict[str, int]) -> dict:
+    """The manifest's ``tfrecords`` section: schema, shards and instance statistics."""
     from corpusflow.pretrain.example import feature_spec
     spec = feature_spec(b.max_seq_length, b.max_predictions_per_seq, token_boundary=b.token_boundary)
     shards = [{"file": s["file"], "count": s["count"], "bytes": s["bytes"]}
-              for s in sorted(r["shards"], key=lambda s: s["file"])]
-    stats = r.get("stats", {})
+              for s in sorted(results["tfrecords"]["shards"], key=lambda s: s["file"])]
+    stats = results["instances"].get("stats") or {}
+    seg_stats = results["segment"].get("stats") or {}
     return {
         "max_seq_length": b.max_seq_length,
         "max_predictions_per_seq": b.max_predictions_per_seq,
@@ -532,8 +676,8 @@ def tfrecords_manifest(b: BuildOptions, vocab: dict, r: dict) -> dict:
         "label_balance": stats.get("label", {}),
         "masked_tokens_histogram": stats.get("masked_per_instance", {}),
         "tokens_per_instance_histogram": stats.get("tokens_per_instance", {}),
-        "sentence_chars_histogram": stats.get("sentence_chars", {}),
-        "word_fallbacks": {k: v for k, v in r["counters"].items()
+        "sentence_chars_histogram": seg_stats.get("sentence_chars", {}),
+        "word_fallbacks": {k: v for k, v in counters.items()
                            if k.startswith(("mask:fallback", "segment:fallback"))},
     }
 

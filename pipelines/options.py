@@ -36,7 +36,8 @@ class BuildOptions(PipelineOptions):
                        help="Records (lines) larger than this are rejected, never loaded.")
         g.add_argument("--docs_format", default="jsonl", choices=["jsonl", "parquet"])
         g.add_argument("--num_doc_shards", type=int, default=16)
-        g.add_argument("--stop_after", default=None, choices=["clean", "dedup", "tfrecords"],
+        g.add_argument("--stop_after", default=None,
+                       choices=["clean", "dedup", "segment", "instances", "tfrecords"],
                        help="Stop after this stage (default: tfrecords when --vocab_file is given, "
                             "else dedup).")
         g.add_argument("--resume", type=str2bool, nargs="?", const=True, default=False,
@@ -92,3 +93,7 @@ class BuildOptions(PipelineOptions):
                             "between the instance-building work (output does not depend on it)")
         t.add_argument("--token_boundary", type=str2bool, nargs="?", const=True, default=False)
         t.add_argument("--tfrecord_gzip", type=str2bool, nargs="?", const=True, default=False)
+        t.add_argument("--keep_instance_runs", type=str2bool, nargs="?", const=True, default=False,
+                       help="keep the instances stage's sorted runs (about the size of the "
+                            "TFRecords) after the write, so a changed --num_shards or "
+                            "--tfrecord_gzip with --resume only rewrites the shards")

@@ -101,17 +101,19 @@ def render(out_dir: str) -> str:
     if d.get("near_cluster_sizes"):
         charts.append(("Near-duplicate cluster sizes", bar_chart("near-duplicate clusters by size",
                                                                  d["near_cluster_sizes"])))
-    t = stages.get("tfrecords") or {}
+    sg = stages.get("segment") or {}
+    t = stages.get("instances") or {}
     charts += [
         ("Sentence length", bar_chart("sentences by length (chars, buckets of 10)",
-                                      t.get("sentence_chars", {}))),
+                                      sg.get("sentence_chars", {}))),
         ("Tokens per instance", bar_chart("instances by real tokens (buckets of 16)",
                                           t.get("tokens_per_instance", {}))),
         ("Masked positions per instance", bar_chart("instances by masked positions",
                                                     t.get("masked_per_instance", {}))),
         ("Pair labels", bar_chart("SOP/NSP labels (1 = swapped / random)", t.get("label", {}))),
         ("TFRecord shard sizes", bar_chart("records per shard", {
-            k.split("-of-")[0].rsplit("-", 1)[-1]: v["count"] for k, v in t.get("shards", {}).items()})),
+            k.split("-of-")[0].rsplit("-", 1)[-1]: v["count"]
+            for k, v in (stages.get("tfrecords") or {}).get("shards", {}).items()})),
     ]
     counts = stats.get("counts", {})
     vocab = stats.get("vocab", {})
@@ -120,7 +122,7 @@ def render(out_dir: str) -> str:
                ("filtered", counts.get("filtered")), ("duplicates", counts.get("duplicates")),
                ("rejected", counts.get("rejected")), ("instances", tfm.get("num_instances")),
                ("[UNK] rate", vocab.get("unk_rate")), ("config hash", manifest.get("config_hash", "")[:16])]
-    seg = t.get("segment_time") or {}
+    seg = sg.get("segment_time") or {}
     if seg.get("cpu_seconds"):
         summary.append(("segmenter chars per CPU-second (in the stage)",
                         round(seg["chars"] / seg["cpu_seconds"])))

@@ -52,7 +52,8 @@ def _ensure_dir(path: str) -> None:
         os.makedirs(path, exist_ok=True)
 
 
-def _open_write(path: str):
+def open_write(path: str):
+    """A new file (parent folders made locally), uncompressed."""
     _ensure_dir(os.path.dirname(path))
     return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
@@ -100,7 +101,7 @@ def merge_runs(paths: Iterable[str], tmp_dir: Optional[str] = None,
                     merged.append(group[0])
                     continue
                 out = f"{tmp_dir}/merged/{uuid.uuid4().hex}.run"
-                with _open_write(out) as f:
+                with open_write(out) as f:
                     for key, payload in heapq.merge(*[_read_run(p) for p in group]):
                         f.write(_HDR.pack(key, len(payload)))
                         f.write(payload)
@@ -156,7 +157,7 @@ class _Spill(beam.DoFn):
             # A random name is fine here: runs are temp files whose names never
             # reach the output; only committed bundles' runs are merged.
             path = f"{self.tmp_dir}/runs/b{bucket:05d}-{uuid.uuid4().hex}.run"
-            with _open_write(path) as f:
+            with open_write(path) as f:
                 for key, payload in items:
                     f.write(_HDR.pack(key, len(payload)))
                     f.write(payload)
@@ -187,7 +188,7 @@ class _MergeBucket(beam.DoFn):
                 end = (shard + 1) * total // self.num_shards
                 # Deterministic name: a retried merge overwrites its own piece.
                 path = f"{self.tmp_dir}/pieces/s{shard:05d}-b{bucket:05d}.piece"
-                out = _open_write(path)
+                out = open_write(path)
                 count = 0
             out.write(frame(payload, self.fmt))
             count += 1
@@ -216,7 +217,7 @@ class _FinishShard(beam.DoFn):
         final = shard_name(self.prefix, shard, self.num_shards, self.suffix)
         tmp = f"{final}.tmp-{uuid.uuid4().hex}"
         count = sum(c for _, _, c in pieces)
-        with _open_write(tmp) as raw:
+        with open_write(tmp) as raw:
             if self.fmt == "parquet":
                 _write_parquet(raw, (p for _, p, _ in pieces))
             elif self.gzip_output:
@@ -306,6 +307,39 @@ class ShardedWrite(beam.PTransform):
     def expand(self, pcoll):
         runs = pcoll | "Spill" >> beam.ParDo(_Spill(self.tmp_dir, self.num_buckets,
                                                     self.spill_bytes))
+        return runs | "MergeRuns" >> MergeRuns(self.prefix, self.num_shards, self.fmt,
+                                               self.gzip_output, self.suffix, self.tmp_dir,
+                                               self.max_fan_in)
+
+
+def spill_runs(tmp_dir: str, num_buckets: int, spill_bytes: int = 32 << 20) -> beam.ParDo:
+    """``(sort_key, payload)`` -> ``(bucket, (run path, count))``: sorted run files.
+
+    Runs go to ``tmp_dir/runs``. Only the runs a committed bundle reported
+    belong to the output; a stage that keeps runs as its result (the
+    ``instances`` stage) lists those and removes the rest.
+    """
+    return beam.ParDo(_Spill(tmp_dir, num_buckets, spill_bytes))
+
+
+class MergeRuns(beam.PTransform):
+    """``(bucket, (run path, count))`` -> ``num_shards`` files (ShardedWrite's steps 2-3).
+
+    Returns ``{"shard", "file", "count", "bytes"}`` per shard, as ShardedWrite.
+    """
+
+    def __init__(self, prefix: str, num_shards: int, fmt: str, gzip_output: bool, suffix: str,
+                 tmp_dir: str, max_fan_in: int = MAX_FAN_IN):
+        super().__init__()
+        self.prefix = prefix
+        self.num_shards = num_shards
+        self.fmt = fmt
+        self.gzip_output = gzip_output
+        self.suffix = suffix
+        self.tmp_dir = tmp_dir
+        self.max_fan_in = max_fan_in
+
+    def expand(self, runs):
         counts = (runs | "RunCounts" >> beam.Map(lambda kv: (kv[0], kv[1][1]))
                   | "SumPerBucket" >> beam.CombinePerKey(sum))
         pieces = (runs | "GroupRuns" >> beam.GroupByKey()
@@ -313,7 +347,7 @@ class ShardedWrite(beam.PTransform):
                                                        self.max_fan_in),
                                           counts=beam.pvalue.AsDict(counts)))
         # Every shard exists, even an empty one.
-        empties = (pcoll.pipeline | "AllShards" >> beam.Create(list(range(self.num_shards)))
+        empties = (runs.pipeline | "AllShards" >> beam.Create(list(range(self.num_shards)))
                    | "NoPiece" >> beam.Map(lambda s: (s, None)))
         return ((pieces, empties) | "WithEmpty" >> beam.Flatten()
                 | "GroupPieces" >> beam.GroupByKey()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import gc
 import json
+import uuid
 from time import perf_counter
 from time import thread_time as process_time  # this thread only: not gRPC threads
 from typing import Any, Iterable, Iterator, Optional
@@ -35,6 +36,7 @@ counters.register([
     "dedup:rejected:decontaminated",
     "pretrain:docs",
     "pretrain:sentences", "pretrain:chars", "pretrain:instances",
+    "segment:docs", "segment:sentences", "segment:chars", "segment:fallback:sentence",
 ])
 
 
@@ -237,51 +239,37 @@ class ApplyDedup(beam.DoFn):
         yield doc.to_json()
 
 
-# ---------------------------------------------------------------- pretrain
-class BuildInstances(beam.DoFn):
-    """A docs shard file -> serialized tf.train.Examples keyed by shuffle key.
+# ---------------------------------------------------------------- segment
+class SegmentDocs(beam.DoFn):
+    """``(shard index, docs shard path)`` -> that shard's word-starts file.
 
-    The whole file is one unit of work so the NSP negative window (the last
-    ``nsp_window`` documents of the same shard) is identical on every runner.
-    Each sentence is segmented once; the dupe passes reuse the prepared doc.
+    The file (``corpusflow.segment.starts_file``) is written under a temp name;
+    the main output ``(index, (temp path, records))`` goes to ``FinishWords``,
+    which renames the one a committed bundle reported, so a retried bundle
+    never leaves a half-written or duplicate file under the final name.
     """
 
-    def __init__(self, vocab_file: str, do_lower_case: bool, segmenter: str,
-                 segmenter_options: dict, instance_config: Any, nsp_window: int,
+    def __init__(self, prefix: str, num_shards: int, segmenter: str, segmenter_options: dict,
                  block_sentences: int, progress: Optional[dict] = None):
-        self.vocab_file = vocab_file
-        self.do_lower_case = do_lower_case
+        self.prefix = prefix
+        self.num_shards = num_shards
         self.segmenter_name = segmenter
         self.segmenter_options = segmenter_options
-        self.instance_config = instance_config
-        self.nsp_window = nsp_window
         self.block_sentences = block_sentences
         self.progress = progress or {}
 
     def setup(self) -> None:
-        from corpusflow.pretrain.instances import InstanceBuilder
         from corpusflow.segment.registry import make_segmenter
-        from corpusflow.tokenize.wordpiece import FullTokenizer
-        local_vocab = _local_copy(self.vocab_file)
-        self.tokenizer = FullTokenizer(local_vocab, do_lower_case=self.do_lower_case)
         self.segmenter = make_segmenter(self.segmenter_name, **self.segmenter_options)
         self.segmenter.setup()
-        self.builder = InstanceBuilder(self.instance_config, self.tokenizer)
-        self.unk_id = self.tokenizer.vocab["[UNK]"]
         self.inc = BeamInc()
-        self.meter = Progress("tfrecords", "docs", **self.progress)
-        # The vocab, dictionaries and model objects just loaded live as long as
-        # the worker: take them out of the cyclic GC's full scans, which the
-        # per-document allocations here trigger often (measured: 20% of the
-        # exact-jieba stage at 20 MB).
+        self.meter = Progress("segment", "docs", **self.progress)
+        # The dictionaries and model just loaded live as long as the worker: keep
+        # them out of the cyclic GC's full scans.
         gc.freeze()
 
     def start_bundle(self) -> None:
-        self.stats: dict = {"masked_per_instance": collections.Counter(),
-                            "tokens_per_instance": collections.Counter(),
-                            "label": collections.Counter(),
-                            "sentence_chars": collections.Counter(),
-                            "tokens": collections.Counter()}
+        self.stats: dict = {"sentence_chars": collections.Counter()}
         # Time inside the segmenter calls, for the segment-speed benchmark
         # (bench/segment_check.py compares it with direct calls).
         # cpu_seconds is this thread's CPU (a neural model's intra-op threads
@@ -289,16 +277,49 @@ class BuildInstances(beam.DoFn):
         self.seg_time = {"cpu_seconds": 0.0, "wall_seconds": 0.0, "chars": 0, "sentences": 0,
                          "calls": 0}
 
-    def process(self, path: str):
-        window: collections.deque = collections.deque(maxlen=max(1, self.nsp_window))
+    def process(self, element: tuple[int, str]):
+        from corpusflow.segment import starts_file
+        from pipelines.sharded_write import open_write, shard_name
+        index, path = element
+        tmp = f"{shard_name(self.prefix, index, self.num_shards, '.words')}.tmp-{uuid.uuid4().hex}"
         per_doc = getattr(self.segmenter, "word_starts", None) is not None
-        for block in _sentence_blocks(iter_json_lines(path), self.block_sentences):
-            # Backends without whole-document word starts (LTP) segment a block
-            # of documents in one call, ~block_sentences sentences instead of one
-            # document's handful; a sentence's words do not depend on its batch.
-            segs = [(None, None)] * len(block) if per_doc else self._segment_block(block)
-            for (doc, sentences), (starts, spans) in zip(block, segs):
-                yield from self._doc_instances(doc, sentences, starts, spans, window)
+        n = 0
+        with open_write(tmp) as f:
+            starts_file.write_header(f)
+            for block in _sentence_blocks(iter_json_lines(path), self.block_sentences):
+                # Backends without whole-document word starts (LTP) segment a
+                # block of documents in one call, ~block_sentences sentences
+                # instead of one document's handful; a sentence's words do not
+                # depend on its batch.
+                segs = [(None, None)] * len(block) if per_doc else self._segment_block(block)
+                for (doc, sentences), (starts, spans) in zip(block, segs):
+                    starts = self._doc_starts(sentences, starts, spans)
+                    n_offsets = sum(map(len, sentences)) + len(sentences)
+                    f.write(starts_file.encode(stable_hash64(doc.id), n_offsets, starts))
+                    n += 1
+        yield index, (tmp, n)
+
+    def _doc_starts(self, sentences: list, starts: Any, spans: Optional[list]) -> Any:
+        """Word starts of ``"\n".join(sentences)``: from the block call, or now."""
+        from corpusflow.pretrain.instances import InstanceBuilder
+        inc = self.inc
+        n_chars = sum(map(len, sentences))
+        inc("segment:docs")
+        inc("segment:sentences", len(sentences))
+        inc("segment:chars", n_chars)
+        self.stats["sentence_chars"].update(map(_bucket, map(len, sentences)))
+        self.seg_time["chars"] += n_chars
+        self.seg_time["sentences"] += len(sentences)
+        self.meter.add()
+        if starts is None and spans is None:
+            # Whole-document word starts (jieba backends): no per-word span
+            # tuples; None means the backend declined, so per-sentence spans.
+            starts = self._timed(self.segmenter.word_starts, sentences)
+            if starts is None:
+                spans = self._timed(self.segmenter.segment_batch, sentences)
+        if starts is None:
+            starts = InstanceBuilder._word_starts(sentences, spans, inc)
+        return starts
 
     def _timed(self, fn: Any, arg: Any) -> Any:
         """Call the segmenter; account its CPU/wall time and new fallbacks."""
@@ -331,27 +352,103 @@ class BuildInstances(beam.DoFn):
                 pos += n
         return out
 
+    def finish_bundle(self):
+        from apache_beam.transforms.window import GlobalWindows
+        stats: dict = {k: {str(a): b for a, b in v.items()} for k, v in self.stats.items()}
+        stats["segment_time"] = dict(self.seg_time)
+        yield pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(stats))
+
+
+class FinishWords(beam.DoFn):
+    """``(index, [(temp path, records), ...])`` -> the final word-starts file's info."""
+
+    def __init__(self, prefix: str, num_shards: int):
+        self.prefix = prefix
+        self.num_shards = num_shards
+
+    def process(self, element):
+        import os
+        from apache_beam.io.filesystems import FileSystems
+        from pipelines.sharded_write import shard_name
+        index, written = element
+        tmp, n = sorted(written)[0]   # one per committed bundle: normally exactly one
+        final = shard_name(self.prefix, index, self.num_shards, ".words")
+        if FileSystems.exists(final):
+            FileSystems.delete([final])
+        FileSystems.rename([tmp], [final])
+        size = FileSystems.match([final])[0].metadata_list[0].size_in_bytes
+        yield {"shard": index, "file": os.path.basename(final), "count": n, "bytes": size}
+
+
+# ---------------------------------------------------------------- instances
+class BuildInstances(beam.DoFn):
+    """``(index, docs shard, word-starts file)`` -> serialized tf.train.Examples
+    keyed by shuffle key.
+
+    The whole shard is one unit of work so the NSP negative window (the last
+    ``nsp_window`` documents of the same shard) is identical on every runner.
+    Words come from the segment stage's file, read in step with the docs; the
+    dupe passes reuse the prepared doc.
+    """
+
+    def __init__(self, vocab_file: str, do_lower_case: bool, instance_config: Any,
+                 nsp_window: int, progress: Optional[dict] = None):
+        self.vocab_file = vocab_file
+        self.do_lower_case = do_lower_case
+        self.instance_config = instance_config
+        self.nsp_window = nsp_window
+        self.progress = progress or {}
+
+    def setup(self) -> None:
+        from corpusflow.pretrain.instances import InstanceBuilder
+        from corpusflow.tokenize.wordpiece import FullTokenizer
+        local_vocab = _local_copy(self.vocab_file)
+        self.tokenizer = FullTokenizer(local_vocab, do_lower_case=self.do_lower_case)
+        self.builder = InstanceBuilder(self.instance_config, self.tokenizer)
+        self.unk_id = self.tokenizer.vocab["[UNK]"]
+        self.inc = BeamInc()
+        self.meter = Progress("instances", "docs", **self.progress)
+        # The vocab just loaded lives as long as the worker: take it out of the
+        # cyclic GC's full scans, which the per-document allocations here
+        # trigger often (measured: 20% of the exact-jieba stage at 20 MB).
+        gc.freeze()
+
+    def start_bundle(self) -> None:
+        self.stats: dict = {"masked_per_instance": collections.Counter(),
+                            "tokens_per_instance": collections.Counter(),
+                            "label": collections.Counter(),
+                            "tokens": collections.Counter()}
+
+    def process(self, element: tuple[int, str, str]):
+        from apache_beam.io.filesystems import FileSystems
+        from corpusflow.clean.sentences import split_sentences
+        from corpusflow.segment import starts_file
+        _, docs_path, words_path = element
+        window: collections.deque = collections.deque(maxlen=max(1, self.nsp_window))
+        with FileSystems.open(words_path) as wf:
+            records = starts_file.read_records(wf, words_path)
+            for i, d in enumerate(iter_json_lines(docs_path)):
+                doc = Document.from_json(d)
+                sentences = split_sentences(doc.text)
+                rec = next(records, None)
+                n_offsets = sum(map(len, sentences)) + len(sentences)
+                if rec is None or rec[0] != stable_hash64(doc.id) or rec[1] != n_offsets:
+                    raise starts_file.StartsFileError(
+                        f"{words_path} does not match {docs_path} at document {i} ({doc.id!r}): "
+                        "the segment stage's output is stale; rerun without --resume")
+                yield from self._doc_instances(doc, sentences, rec[2], window)
+            if next(records, None) is not None:
+                raise starts_file.StartsFileError(
+                    f"{words_path} has more records than {docs_path} has documents")
+
     def _doc_instances(self, doc: Document, sentences: list, starts: Any,
-                       spans: Optional[list], window: collections.deque):
+                       window: collections.deque):
         from corpusflow.pretrain.example import serialize_instance
         cfg, inc, stats = self.instance_config, self.inc, self.stats
         inc("pretrain:docs")
         inc("pretrain:sentences", len(sentences))
-        n_chars = sum(map(len, sentences))
-        inc("pretrain:chars", n_chars)
-        stats["sentence_chars"].update(map(_bucket, map(len, sentences)))
-        self.seg_time["chars"] += n_chars
-        self.seg_time["sentences"] += len(sentences)
-        if starts is None and spans is None:
-            # Whole-document word starts (jieba backends): no per-word span
-            # tuples; None means the backend declined, so per-sentence spans.
-            starts = self._timed(self.segmenter.word_starts, sentences)
-            if starts is None:
-                spans = self._timed(self.segmenter.segment_batch, sentences)
-        if starts is not None:
-            prepared = self.builder.prepare(doc.id, sentences, None, inc, word_starts=starts)
-        else:
-            prepared = self.builder.prepare(doc.id, sentences, spans, inc)
+        inc("pretrain:chars", sum(map(len, sentences)))
+        prepared = self.builder.prepare(doc.id, sentences, None, inc, word_starts=starts)
         self.meter.add()
         toks = stats["tokens"]
         toks["total"] += prepared.num_tokens
@@ -382,7 +479,6 @@ class BuildInstances(beam.DoFn):
     def finish_bundle(self):
         from apache_beam.transforms.window import GlobalWindows
         stats = {k: {str(a): b for a, b in v.items()} for k, v in self.stats.items()}
-        stats["segment_time"] = dict(self.seg_time)
         yield pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(stats))
 
 

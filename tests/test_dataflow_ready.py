@@ -22,7 +22,7 @@ def test_dataflow_dry_run_builds_every_stage(tmp_path):
     m = build(tmp_path, *DATAFLOW, "--vocab_file", str(ROOT / "data" / "vocab" / "sample_vocab.txt"),
               "--near_dedup", "true")
     assert m["dry_run"] is True
-    assert set(m["stages"]) == {"clean", "dedup", "tfrecords"}
+    assert set(m["stages"]) == {"clean", "dedup", "segment", "instances", "tfrecords"}
     for stage, info in m["stages"].items():
         # Dataflow rejects job requests over 20 MB; ours are a few hundred KB at most.
         assert 0 < info["pipeline_proto_bytes"] < 2 * 2**20, stage

@@ -9,7 +9,7 @@ import tracemalloc
 from corpusflow.document import Document
 from pipelines.build import instance_config
 from pipelines.options import BuildOptions
-from pipelines.stages import BuildInstances
+from pipelines.stages import BuildInstances, SegmentDocs
 from tests.pipeline_util import ROOT, SAMPLE
 
 VOCAB = str(ROOT / "data" / "vocab" / "sample_vocab.txt")
@@ -33,14 +33,23 @@ def test_one_huge_document_memory_is_linear_in_its_size(tmp_path):
                            ensure_ascii=False) + "\n")
     from apache_beam.options.pipeline_options import PipelineOptions
     b = PipelineOptions(["--vocab_file", VOCAB]).view_as(BuildOptions)
-    fn = BuildInstances(VOCAB, True, "jieba_rs", {}, instance_config(b), 8, 256)
+    seg = SegmentDocs(str(tmp_path / "words"), 1, "jieba_rs", {}, 256)
+    seg.setup()
+    seg.inc = _NoCounters()
+    seg.start_bundle()
+    tracemalloc.start()
+    ((_, (words, n_docs)),) = list(seg.process((0, str(path))))
+    _, seg_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert n_docs == 1
+    fn = BuildInstances(VOCAB, True, instance_config(b), 8)
     fn.setup()
     fn.inc = _NoCounters()
     fn.start_bundle()
     tracemalloc.start()
     n = 0
     nbytes = 0
-    for key, example in fn.process(str(path)):
+    for key, example in fn.process((0, str(path), words)):
         n += 1
         nbytes += len(example)
         del example  # the writer spills; the test keeps nothing
@@ -49,5 +58,7 @@ def test_one_huge_document_memory_is_linear_in_its_size(tmp_path):
     # ~400k characters -> ~6,400 instances over two passes.
     assert n > 5000
     # Only the document, its tokens and one pass of instances are alive at once:
-    # well under 200 bytes per input character (measured ~60 MB for 400k chars).
+    # well under 200 bytes per input character (measured ~60 MB for 400k chars);
+    # segmenting it holds the text, its sentences and one word-starts bitmap.
     assert peak < 200 * len(text), peak
+    assert seg_peak < 200 * len(text), seg_peak

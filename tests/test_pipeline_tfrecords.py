@@ -101,22 +101,65 @@ def test_tfrecords_identical_across_reruns_and_workers(tmp_path, demo):
     assert a and a == digest_tree(tmp_path / "b", ("tfrecords", "docs", "rejects"))
 
 
+def _stage_bytes(out) -> dict:
+    return {st: (out / "stages" / f"{st}.json").read_bytes()
+            for st in ("clean", "dedup", "segment", "instances", "tfrecords")}
+
+
+def _records(out) -> list:
+    """Every TFRecord payload of a build, sorted (shard-count independent)."""
+    from corpusflow.io.tfrecord import read_tfrecords
+    recs = []
+    for f in sorted((out / "tfrecords").glob("*.tfrecord")):
+        with open(f, "rb") as fh:
+            recs += list(read_tfrecords(fh))
+    return sorted(recs)
+
+
 def test_resume_skips_finished_stages_and_reruns_changed_ones(tmp_path, demo):
     out, m = demo
     import shutil
     work = tmp_path / "copy"
     shutil.copytree(out, work)
-    before = digest_tree(work, ("tfrecords",))
+    # The instances runs were removed after the write (no --keep_instance_runs).
+    assert not (work / "stages" / "instances").exists()
+    before, stage_before = digest_tree(work, ("tfrecords",)), _stage_bytes(work)
     m2 = build(work, *TF_ARGS, "--token_boundary", "--resume")
     assert digest_tree(work, ("tfrecords",)) == before
     assert m2["tfrecords"]["num_instances"] == m["tfrecords"]["num_instances"]
-    stage = json.loads((work / "stages" / "tfrecords.json").read_text())
-    # A changed pretraining option reruns only the tfrecords stage.
-    clean_before = (work / "stages" / "clean.json").read_bytes()
-    m3 = build(work, *TF_ARGS, "--resume", "--pair_task", "nsp")
-    assert (work / "stages" / "clean.json").read_bytes() == clean_before
-    assert json.loads((work / "stages" / "tfrecords.json").read_text())["config_hash"] != stage["config_hash"]
+    assert _stage_bytes(work) == stage_before  # nothing ran, runs were not needed
+
+    # A masking option reruns instances and write, never the segmenter.
+    m3 = build(work, *TF_ARGS, "--resume", "--pair_task", "nsp", "--keep_instance_runs")
+    after = _stage_bytes(work)
+    assert [st for st in after if after[st] != stage_before[st]] == ["instances", "tfrecords"]
     assert m3["tfrecords"]["pair_task"] == "nsp"
+    assert m3["counters"]["segment:docs"] == m["counters"]["segment:docs"]
+
+    # A shard count with the runs kept re-merges only.
+    assert (work / "stages" / "instances" / "runs").is_dir()
+    build(work, *TF_ARGS[:-4], "--num_shards", "3", "--num_doc_shards", "4", "--resume",
+          "--pair_task", "nsp", "--keep_instance_runs")
+    again = _stage_bytes(work)
+    assert [st for st in again if again[st] != after[st]] == ["tfrecords"]
+    assert len(list((work / "tfrecords").glob("part-*-of-00003.tfrecord"))) == 3
+    assert not list((work / "tfrecords").glob("part-*-of-00004.tfrecord"))
+    nsp = tmp_path / "nsp"
+    build(nsp, *TF_ARGS, "--pair_task", "nsp")
+    assert _records(work) == _records(nsp)
+
+    # A docs shard's word starts changed behind the manifest's back: not
+    # needed while the TFRecords are current, rebuilt once they are needed.
+    words = sorted((work / "stages" / "segment").glob("words-*.words"))
+    words[0].write_bytes(words[0].read_bytes()[:-1])
+    build(work, *TF_ARGS[:-4], "--num_shards", "3", "--num_doc_shards", "4", "--resume",
+          "--pair_task", "nsp")
+    assert _stage_bytes(work) == again
+    build(work, *TF_ARGS[:-4], "--num_shards", "3", "--num_doc_shards", "4", "--resume",
+          "--token_boundary")
+    final = _stage_bytes(work)
+    assert [st for st in final if final[st] != again[st]] == ["segment", "instances", "tfrecords"]
+    assert _records(work) == _records(out)
 
 
 def test_stats_json_and_html_report(demo, tmp_path):
@@ -128,8 +171,14 @@ def test_stats_json_and_html_report(demo, tmp_path):
     assert sum(clean["docs_in"].values()) + m["counters"].get("read:rejected:undecodable", 0) == m["counts"]["read"]
     assert sum(clean["docs_out"].values()) == m["counters"]["clean:kept"]
     assert sum(stats["stages"]["dedup"]["docs_out"].values()) == m["counts"]["kept"]
-    t = stats["stages"]["tfrecords"]
+    t = stats["stages"]["instances"]
     assert sum(t["label"].values()) == m["tfrecords"]["num_instances"]
+    assert stats["stages"]["instances"]["runs"]["count"] == m["tfrecords"]["num_instances"]
+    assert sum(v["count"] for v in stats["stages"]["tfrecords"]["shards"].values()) \
+        == m["tfrecords"]["num_instances"]
+    seg = stats["stages"]["segment"]
+    assert sum(seg["sentence_chars"].values()) == m["counters"]["segment:sentences"] \
+        == m["counters"]["pretrain:sentences"]
     assert 0 <= stats["vocab"]["unk_rate"] < 0.01
     assert report.main([str(out), "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
@@ -139,7 +188,8 @@ def test_stats_json_and_html_report(demo, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_in_late_stage_then_resumed_equals_clean_run(tmp_path, demo):
+@pytest.mark.parametrize("after", ["segment", "instances"])
+def test_killed_in_late_stage_then_resumed_equals_clean_run(tmp_path, demo, after):
     import os
     import signal
     import subprocess
@@ -155,14 +205,58 @@ def test_killed_in_late_stage_then_resumed_equals_clean_run(tmp_path, demo):
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 300
-    while not (out / "stages" / "dedup.json").exists():
+    # Killed as soon as the stage before is finished: inside the next one.
+    while not (out / "stages" / f"{after}.json").exists():
         assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    time.sleep(1.0)  # inside the tfrecords stage
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "stages" / "tfrecords.json").exists()
+    finished = {st: (out / "stages" / f"{st}.json").read_bytes()
+                for st in ("clean", "dedup", "segment", "instances")
+                if (out / "stages" / f"{st}.json").exists()}
     m = build(out, *TF_ARGS, "--token_boundary", "--resume")
     assert m["tfrecords"]["num_instances"] > 0
     assert digest_tree(out, ("tfrecords", "docs")) == digest_tree(clean_out, ("tfrecords", "docs"))
     assert not (out / "tfrecords" / "part-00000-of-00016.tfrecord").exists()
+    # The stages finished before the kill were reused, not rerun.
+    assert after in finished
+    for st, data in finished.items():
+        assert (out / "stages" / f"{st}.json").read_bytes() == data, st
+
+
+def test_attempts_that_died_leave_no_trace(tmp_path, demo, monkeypatch):
+    """What a worker killed mid-bundle leaves behind (a half-written word-starts
+    temp file, a spilled run its bundle never reported) is neither read nor kept."""
+    import struct
+    from pipelines import sharded_write, stages
+    from pipelines.sharded_write import open_write, shard_name
+    clean_out, _ = demo
+    seg_process, spill_flush = stages.SegmentDocs.process, sharded_write._Spill._flush
+    dead: list = []
+
+    def segment_after_dead_attempt(self, element):
+        index, _ = element
+        dead.append("words")
+        tmp = f"{shard_name(self.prefix, index, self.num_shards, '.words')}.tmp-deadattempt"
+        with open_write(tmp) as f:
+            f.write(b"CFWORDS1 half a rec")
+        yield from seg_process(self, element)
+
+    def flush_after_dead_attempt(self):
+        dead.append(self.tmp_dir)
+        with open_write(f"{self.tmp_dir}/runs/b00000-deadattempt.run") as f:
+            f.write(struct.pack(">QI", 1, 5) + b"ghost")
+        yield from spill_flush(self)
+
+    monkeypatch.setattr(stages.SegmentDocs, "process", segment_after_dead_attempt)
+    monkeypatch.setattr(sharded_write._Spill, "_flush", flush_after_dead_attempt)
+    out = tmp_path / "o"
+    build(out, *TF_ARGS, "--token_boundary", "--keep_instance_runs")
+    assert dead.count("words") == 4 and str(out / "stages" / "instances") in dead
+    assert digest_tree(out, ("tfrecords", "docs")) == digest_tree(clean_out, ("tfrecords", "docs"))
+    assert sorted(p.name for p in (out / "stages" / "segment").iterdir()) == [
+        f"words-{i:05d}-of-00004.words" for i in range(4)]
+    listed = {x["file"] for x in json.loads((out / "stages" / "instances_shards.json").read_text())}
+    assert {p.name for p in (out / "stages" / "instances" / "runs").iterdir()} == listed
+    assert listed and not any("deadattempt" in f for f in listed)
