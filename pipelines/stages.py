@@ -318,7 +318,7 @@ class SegmentDocs(beam.DoFn):
             if starts is None:
                 spans = self._timed(self.segmenter.segment_batch, sentences)
         if starts is None:
-            starts = InstanceBuilder._word_starts(sentences, spans, inc)
+            starts = InstanceBuilder.word_starts_from_spans(sentences, spans, inc)
         return starts
 
     def _timed(self, fn: Any, arg: Any) -> Any:

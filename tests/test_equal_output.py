@@ -184,7 +184,7 @@ def test_document_word_starts_equal_sentence_spans(name):
         if fast is None:   # the caller then takes the per-sentence path
             continue
         fast_used += 1
-        ref = InstanceBuilder._word_starts(sentences, seg.segment_batch(sentences), null_inc)
+        ref = InstanceBuilder.word_starts_from_spans(sentences, seg.segment_batch(sentences), null_inc)
         assert np.array_equal(np.unique(fast), np.unique(ref)), sentences
     assert fast_used > 0.9 * len(docs)
     # A separator that a sentence's last character would swallow ("\r" + "\n")

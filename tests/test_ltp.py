@@ -487,7 +487,7 @@ def test_block_word_starts_equal_span_starts(seg, train_sents):
     assert got[len(docs):] == [None] * len(declined)
     for sentences, fast in zip(docs, got):
         assert fast is not None, sentences
-        ref = InstanceBuilder._word_starts(sentences, seg.segment_batch(sentences), null_inc)
+        ref = InstanceBuilder.word_starts_from_spans(sentences, seg.segment_batch(sentences), null_inc)
         assert np.array_equal(np.unique(fast), np.unique(ref)), sentences
         assert fast[0] == 0 and fast[-1] == len("\n".join(sentences))
     assert seg.block_word_starts([]) == []

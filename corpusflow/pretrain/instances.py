@@ -135,10 +135,10 @@ class InstanceBuilder:
         Sentences without tokens are dropped; sentences longer than
         ``max_seq_length - 3`` tokens are cut, at word starts where possible.
         A document with fewer than 2 tokens gets ``reject_reason``. Words are
-        defined by their start offsets (see ``_word_starts`` for bad spans).
+        defined by their start offsets (see ``word_starts_from_spans`` for bad spans).
 
         ``word_starts`` may replace ``spans``: the same start offsets as
-        ``_word_starts`` returns, computed by the segmenter for the whole
+        ``word_starts_from_spans`` returns, computed by the segmenter for the whole
         document at once (``JiebaRsSegmenter.word_starts``), which skips a
         Python tuple per word.
         """
@@ -150,7 +150,7 @@ class InstanceBuilder:
         # mostly fixed); "\n" separates sentences and never joins a word.
         text = "\n".join(sentences)
         if word_starts is None:
-            word_starts = self._word_starts(sentences, spans, inc)
+            word_starts = self.word_starts_from_spans(sentences, spans, inc)
         ids_arr, st, en = _tokenize_arrays(self.tokenizer, text)
         total = len(ids_arr)
         if total < MIN_DOC_TOKENS:
@@ -197,8 +197,8 @@ class InstanceBuilder:
         return PreparedDoc(doc_id, out, total)
 
     @staticmethod
-    def _word_starts(sentences: Sequence[str], spans: Sequence[Sequence[Span]],
-                     inc: Inc) -> np.ndarray:
+    def word_starts_from_spans(sentences: Sequence[str], spans: Sequence[Sequence[Span]],
+                               inc: Inc) -> np.ndarray:
         """Offsets in ``"\\n".join(sentences)`` where a word starts, separators
         included (each "\\n" is a word of its own).
 
