@@ -115,6 +115,18 @@ def merge_runs(paths: Iterable[str], tmp_dir: Optional[str] = None,
             FileSystems.delete([p for p in made if FileSystems.exists(p)])
 
 
+def install(tmp: str, final: str) -> int:
+    """Move a finished temp file to its final name (replacing an old one); its size.
+
+    The final name only ever holds complete files, so a retried bundle or a
+    killed run never leaves a half-written output under it.
+    """
+    if FileSystems.exists(final):
+        FileSystems.delete([final])
+    FileSystems.rename([tmp], [final])
+    return FileSystems.match([final])[0].metadata_list[0].size_in_bytes
+
+
 def shard_name(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
     return f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}"
 
@@ -228,11 +240,8 @@ class _FinishShard(beam.DoFn):
                     _copy_pieces(pieces, gz)
             else:
                 _copy_pieces(pieces, raw)
-        if FileSystems.exists(final):
-            FileSystems.delete([final])
-        FileSystems.rename([tmp], [final])
-        size = FileSystems.match([final])[0].metadata_list[0].size_in_bytes
-        yield {"shard": shard, "file": os.path.basename(final), "count": count, "bytes": size}
+        yield {"shard": shard, "file": os.path.basename(final), "count": count,
+               "bytes": install(tmp, final)}
 
 
 def _copy_pieces(pieces, out) -> None:

@@ -353,10 +353,7 @@ class SegmentDocs(beam.DoFn):
         return out
 
     def finish_bundle(self):
-        from apache_beam.transforms.window import GlobalWindows
-        stats: dict = {k: {str(a): b for a, b in v.items()} for k, v in self.stats.items()}
-        stats["segment_time"] = dict(self.seg_time)
-        yield pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(stats))
+        yield _histograms_output(self.stats, segment_time=dict(self.seg_time))
 
 
 class FinishWords(beam.DoFn):
@@ -368,16 +365,12 @@ class FinishWords(beam.DoFn):
 
     def process(self, element):
         import os
-        from apache_beam.io.filesystems import FileSystems
-        from pipelines.sharded_write import shard_name
+        from pipelines.sharded_write import install, shard_name
         index, written = element
         tmp, n = sorted(written)[0]   # one per committed bundle: normally exactly one
         final = shard_name(self.prefix, index, self.num_shards, ".words")
-        if FileSystems.exists(final):
-            FileSystems.delete([final])
-        FileSystems.rename([tmp], [final])
-        size = FileSystems.match([final])[0].metadata_list[0].size_in_bytes
-        yield {"shard": index, "file": os.path.basename(final), "count": n, "bytes": size}
+        yield {"shard": index, "file": os.path.basename(final), "count": n,
+               "bytes": install(tmp, final)}
 
 
 # ---------------------------------------------------------------- instances
@@ -477,9 +470,15 @@ class BuildInstances(beam.DoFn):
         window.append(prepared)
 
     def finish_bundle(self):
-        from apache_beam.transforms.window import GlobalWindows
-        stats = {k: {str(a): b for a, b in v.items()} for k, v in self.stats.items()}
-        yield pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(stats))
+        yield _histograms_output(self.stats)
+
+
+def _histograms_output(hists: dict, **extra: Any):
+    """A bundle's Counter histograms (keys as strings, for JSON) as its ``stats`` output."""
+    from apache_beam.transforms.window import GlobalWindows
+    stats: dict = {k: {str(a): b for a, b in v.items()} for k, v in hists.items()}
+    stats.update(extra)
+    return pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(stats))
 
 
 def _sentence_blocks(records: Iterable[dict], block_sentences: int) -> Iterator[list]:
