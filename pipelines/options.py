@@ -6,6 +6,8 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from corpusflow.tokenize import DEFAULT_VOCAB
+
 
 def str2bool(value: str | bool) -> bool:
     """Parse ``true/false`` style flags (``--t2s false``)."""
@@ -44,6 +46,11 @@ class BuildOptions(PipelineOptions):
                        help="Skip stages whose finished output matches the current config.")
         g.add_argument("--progress", type=str2bool, nargs="?", const=True, default=True,
                        help="Print stage progress to stderr.")
+        g.add_argument("--overwrite", type=str2bool, nargs="?", const=True, default=False,
+                       help="Clear an output directory that holds files of a different run "
+                            "(refused otherwise).")
+        g.add_argument("--allow_empty", type=str2bool, nargs="?", const=True, default=False,
+                       help="Exit 0 even when the run keeps no document (non-zero otherwise).")
 
         c = parser.add_argument_group("corpusflow: cleaning")
         c.add_argument("--t2s", type=str2bool, default=True, help="Traditional -> Simplified.")
@@ -63,7 +70,9 @@ class BuildOptions(PipelineOptions):
                        help="Evaluation-set glob whose n-grams must not leak into training data.")
 
         t = parser.add_argument_group("corpusflow: pretraining instances")
-        t.add_argument("--vocab_file", default=None)
+        t.add_argument("--vocab_file", default=DEFAULT_VOCAB,
+                       help="WordPiece vocab.txt (default: the bundled standard Chinese BERT vocab; "
+                            "'none' stops after dedup).")
         t.add_argument("--do_lower_case", type=str2bool, default=True)
         t.add_argument("--max_seq_length", type=int, default=128)
         t.add_argument("--max_predictions_per_seq", type=int, default=20)
@@ -79,11 +88,16 @@ class BuildOptions(PipelineOptions):
                        help="NSP negatives come from the last N documents of the same docs shard.")
         t.add_argument("--random_seed", type=int, default=12345)
         t.add_argument("--num_shards", type=int, default=8)
+        t.add_argument("--allow_long_sequences", type=str2bool, nargs="?", const=True,
+                       default=False, help="Allow --max_seq_length above 512.")
         t.add_argument("--segmenter", default="jieba")
         t.add_argument("--ltp_model", default=None)
         t.add_argument("--ltp_device", default="auto",
                        help="neural LTP models: cpu, cuda, cuda:N, or auto (a GPU when torch sees "
                             "one); perceptron models ignore it")
+        t.add_argument("--trust_model_code", type=str2bool, nargs="?", const=True, default=False,
+                       help="Let a neural LTP model's config.json name classes outside LTP's own "
+                            "model classes (loading it then runs that code).")
         t.add_argument("--user_dict", default=None)
         t.add_argument("--segment_batch_size", type=int, default=256,
                        help="sentences per segmenter call (LTP batch_predict / neural forward pass)")
