@@ -171,12 +171,26 @@ def read_json_file(path: str) -> Any:
 
 
 def write_json_file(path: str, obj: Any) -> None:
+    """Write JSON atomically: a reader (or a --resume after a kill) sees the old file or the
+    new one, never a truncated one (local: temp file + rename; object stores publish a file
+    only when it is closed)."""
     import os
-    if "://" not in path:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     data = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(data)
+    if "://" in path:
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            f.write(data)
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def merge_stats(a: dict, b: dict) -> dict:

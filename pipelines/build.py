@@ -18,6 +18,7 @@ count only re-merges). ``run(argv)`` is the one entry point for the CLI and test
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import importlib.metadata
 import json
@@ -34,7 +35,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from corpusflow import __version__
-from pipelines import beam_util
+from pipelines import beam_util, cli, integrity, outdir
+from pipelines.errors import BuildError, EnvironmentFault, UsageError
 from pipelines.options import BuildOptions
 from pipelines.rss import PeakRss
 from pipelines.sharded_write import MergeRuns, ShardedWrite, cleanup, shard_name, spill_runs
@@ -47,8 +49,11 @@ _DEPS = ("apache-beam", "jieba", "opencc", "datasketch", "zstandard", "pyarrow",
          "ltp-extension", "ltp", "tensorflow-cpu", "tensorflow", "sentencepiece", "tokenizers")
 
 
-class BuildError(ValueError):
-    """A problem with the inputs or options, reported before any work starts."""
+__all__ = ["run", "main", "BuildError", "UsageError", "EnvironmentFault", "EmptyRunError"]
+
+
+class EmptyRunError(RuntimeError):
+    """The run finished but kept nothing (exit 1 unless ``--allow_empty``)."""
 
 
 # ------------------------------------------------------------------ config
@@ -81,9 +86,17 @@ def file_sha256(path: str) -> str:
 
 
 def expand_inputs(globs: list[str]) -> list[dict]:
-    """Every input file as ``{path, size}``; a glob that matches nothing is an error."""
-    files: dict[str, int] = {}
+    """Every input file as ``{path, size, mtime, edges_sha256}``.
+
+    A glob that matches nothing, or names a directory, is an error. Files that
+    are not regular (FIFOs, devices, sockets) are listed with their ``kind``
+    and never opened here: the clean stage rejects them with a reason.
+    """
+    files: dict[str, tuple[int, Optional[float]]] = {}
     for g in globs:
+        if "://" not in g and os.path.isdir(g):
+            raise BuildError(f"--input {g!r} is a directory: pass a glob of its files, "
+                             f"'{g.rstrip('/')}/*' (or '{g.rstrip('/')}/**' to include subfolders)")
         try:
             res = FileSystems.match([g])[0].metadata_list
         except Exception as e:  # noqa: BLE001 - Beam raises several types here
@@ -91,8 +104,36 @@ def expand_inputs(globs: list[str]) -> list[dict]:
         if not res:
             raise BuildError(f"--input {g!r} matched no files")
         for m in res:
-            files[m.path] = m.size_in_bytes
-    return [{"path": p, "size": s} for p, s in sorted(files.items())]
+            files[m.path] = (m.size_in_bytes, getattr(m, "last_updated_in_seconds", None))
+    out = []
+    for path, (size, mtime) in sorted(files.items()):
+        kind = _file_kind(path)
+        if kind != "file":
+            out.append({"path": path, "size": size, "kind": kind})
+            continue
+        try:
+            out.append({"path": path, **integrity.fingerprint(path, size, mtime)})
+        except OSError as e:
+            # Unreadable now: the clean stage rejects it (unreadable_file) with the reason.
+            out.append({"path": path, "size": size, "mtime": mtime, "unreadable": str(e)})
+    return out
+
+
+def _file_kind(path: str) -> str:
+    """``file`` for a regular file (or any remote object), else what it is."""
+    import stat
+    if "://" in path:
+        return "file"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "file"  # vanished or unreadable: the reader reports it
+    for test, name in ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"),
+                       (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character_device"), (stat.S_ISBLK, "block_device")):
+        if test(mode):
+            return name
+    return "special"
 
 
 def _versions() -> dict[str, str]:
@@ -207,7 +248,13 @@ def stage_files(prefix: str, num_shards: int, suffix: str) -> list[str]:
 
 
 def run_dedup(ctx: Ctx) -> dict:
-    """Exact, line and near dedup as a disk-backed join (see ``pipelines.dedup_join``)."""
+    """Exact, near and line dedup as a disk-backed join (see ``pipelines.dedup_join``).
+
+    Order: exact duplicates, then (when on) decontamination and near dedup on the
+    survivors' whole clean text, then line dedup among the documents still there.
+    A near-copy is judged as it arrived and removed whole; line owners are chosen
+    only among documents that survive whole, so no line is lost with a removed one.
+    """
     from pipelines import dedup_join as dj
     b = ctx.b
     paths = stage_files(f"{ctx.out}/stages/clean/docs", b.num_doc_shards, ".jsonl.gz")
@@ -217,10 +264,15 @@ def run_dedup(ctx: Ctx) -> dict:
     def shards(label: str):
         return p | f"{label}Files" >> beam.Create(paths) | f"{label}Spread" >> beam.Reshuffle()
 
+    # Whole-document judges (near dedup, decontamination) need line dedup after
+    # them; without them, exact and line keys come from one read (a duplicate's
+    # owner has the same lines and a smaller record key: line owners are the same).
+    whole_first = b.near_dedup or b.decontaminate
     decisions = []
-    if b.exact_dedup or b.line_dedup:
+    if b.exact_dedup or (b.line_dedup and not whole_first):
         keys = (shards("Keys") | "ReadForKeys" >> beam.ParDo(stages.ReadDocs())
-                | "DedupKeys" >> beam.ParDo(dj.DedupKeys(b.exact_dedup, b.line_dedup,
+                | "DedupKeys" >> beam.ParDo(dj.DedupKeys(b.exact_dedup,
+                                                         b.line_dedup and not whole_first,
                                                          b.line_dedup_min_chars))
                 .with_outputs("lines", main="exact"))
         if b.exact_dedup:
@@ -230,22 +282,26 @@ def run_dedup(ctx: Ctx) -> dict:
              | "ExactSizeHist" >> beam.CombinePerKey(sum)
              | "ExactHistList" >> beam.Map(lambda kv: {"exact_group_sizes": {kv[0]: kv[1]}})
              | "ExactHist" >> beam_util.WriteJson(f"{ctx.out}/stages/dedup_groups.json", merge=True))
-        if b.line_dedup:
+        if b.line_dedup and not whole_first:
             decisions.append((keys.lines | "LineDecisions" >> dj.Decisions(f"{tmp}/lines", dj.LINE))
                              .runs)
     key_runs = (decisions or [p | "NoDecisions" >> beam.Create([])]) | "KeyRuns" >> beam.Flatten()
     runs = beam.pvalue.AsList(key_runs)
-    if b.near_dedup or b.decontaminate:
+    if whole_first:
+        # Exact survivors with their whole clean text (no line decisions exist yet).
         survivors = shards("Near") | "Survivors" >> beam.ParDo(stages.ApplyDedup(
             b.line_dedup_min_chars, b.min_chars, final=False, num_buckets=dj.NUM_BUCKETS), runs=runs)
-        by_id = []
+        id_runs = [key_runs]
         if b.near_dedup:
             from pipelines.near_dedup import NearDedup, NearDedupConfig
             kw = {}
             if b.minhash_threshold is not None:
                 kw["threshold"] = b.minhash_threshold
-            near = survivors | "NearDedup" >> NearDedup(NearDedupConfig(**kw))
-            by_id.append(near["dropped"] | "NearDecisions" >> beam.Map(dj.id_decision(dj.NEAR)))
+            near = survivors | "NearDedup" >> NearDedup(NearDedupConfig(**kw), f"{tmp}/near")
+            # Spilled where they are made: a Flatten of the decisions themselves
+            # could be buffered whole by the local runner.
+            id_runs.append(near["dropped"] | "NearDecisions" >> beam.Map(dj.id_decision(dj.NEAR))
+                           | "SpillNearDecisions" >> dj.spill_decisions(f"{tmp}/near-decisions"))
             (near["clusters"] | "NearSizes" >> beam.Map(lambda c: (str(c["size"]), 1))
              | "NearSizeHist" >> beam.CombinePerKey(sum)
              | "NearHistList" >> beam.Map(lambda kv: {"near_cluster_sizes": {kv[0]: kv[1]}})
@@ -259,10 +315,22 @@ def run_dedup(ctx: Ctx) -> dict:
             # would never match the cleaned (Simplified) documents.
             flagged = survivors | "Decontaminate" >> Decontaminate(
                 b.decontaminate, DecontamConfig(t2s=b.t2s))
-            by_id.append(flagged | "DecontamDecisions" >> beam.Map(dj.id_decision(dj.DECONTAM)))
-        id_runs = (by_id | "AllIdDecisions" >> beam.Flatten()
-                   | "SpillIdDecisions" >> dj.spill_decisions(f"{tmp}/id-decisions"))
-        runs = beam.pvalue.AsList((key_runs, id_runs) | "AllRuns" >> beam.Flatten())
+            id_runs.append(flagged | "DecontamDecisions" >> beam.Map(dj.id_decision(dj.DECONTAM))
+                           | "SpillDecontamDecisions" >> dj.spill_decisions(f"{tmp}/id-decisions"))
+        whole_runs = id_runs | "WholeDocRuns" >> beam.Flatten()
+        all_runs = [whole_runs]
+        if b.line_dedup:
+            # Line keys of the documents that survive whole: a near-copy or a
+            # contaminated document never owns a line, so the document kept in its
+            # place loses none of it.
+            line_keys = (shards("Lines") | "WholeSurvivors" >> beam.ParDo(stages.ApplyDedup(
+                b.line_dedup_min_chars, b.min_chars, final=False, num_buckets=dj.NUM_BUCKETS,
+                docs=True), runs=beam.pvalue.AsList(whole_runs))
+                | "LineKeys" >> beam.ParDo(dj.DedupKeys(False, True, b.line_dedup_min_chars))
+                .with_outputs("lines", main="exact"))
+            all_runs.append((line_keys.lines
+                             | "LineDecisions" >> dj.Decisions(f"{tmp}/lines", dj.LINE)).runs)
+        runs = beam.pvalue.AsList(all_runs | "AllRuns" >> beam.Flatten())
     res = shards("Apply") | "ApplyDedup" >> beam.ParDo(stages.ApplyDedup(
         b.line_dedup_min_chars, b.min_chars, final=True, num_buckets=dj.NUM_BUCKETS),
         runs=runs).with_outputs(stages.REJECTS, stages.STATS, main="docs")
@@ -366,7 +434,8 @@ def run_instances(ctx: Ctx, results: dict) -> dict:
     infos = (res.examples
              | "SpillRuns" >> spill_runs(posixpath.dirname(_runs_dir(ctx)), INSTANCE_BUCKETS)
              | "RunInfo" >> beam.Map(lambda kv: {"bucket": kv[0], "count": kv[1][1],
-                                                 "file": posixpath.basename(kv[1][0])}))
+                                                 "file": posixpath.basename(kv[1][0]),
+                                                 "crc32c": kv[1][2]}))
     _side_outputs(ctx, "instances", infos, res[stages.STATS], res[stages.REJECTS])
     r = _collect(ctx, p, "instances", [])
     if r:
@@ -417,24 +486,17 @@ _OUTPUT_DIR = {"clean": "stages/clean", "dedup": "docs", "segment": "stages/segm
 
 # ------------------------------------------------------------------ driver
 def _validate(b: BuildOptions) -> None:
-    if not b.input:
-        raise BuildError("--input GLOB is required")
-    if not b.output:
-        raise BuildError("--output DIR is required")
-    if b.max_seq_length < 8 or b.max_predictions_per_seq < 1:
-        raise BuildError("--max_seq_length must be >= 8 and --max_predictions_per_seq >= 1")
-    if b.num_shards < 1 or b.num_doc_shards < 1 or b.dupe_factor < 1:
-        raise BuildError("--num_shards, --num_doc_shards and --dupe_factor must be >= 1")
-    if b.stop_after in ("instances", "tfrecords") and not b.vocab_file:
-        raise BuildError(f"--stop_after {b.stop_after} needs --vocab_file")
-    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", b.ltp_device or ""):
-        raise BuildError(f"--ltp_device must be cpu, cuda, cuda:N or auto, got {b.ltp_device!r}")
-    if b.segment_batch_size < 1 or b.segment_block_sentences < 1:
-        raise BuildError("--segment_batch_size and --segment_block_sentences must be >= 1")
+    """Options that need more than ranges (those are ``cli.validate``)."""
+    if b.stop_after in ("instances", "tfrecords") and not _has_vocab(b):
+        raise UsageError(f"--stop_after {b.stop_after} needs a --vocab_file (not 'none')")
+
+
+def _has_vocab(b: BuildOptions) -> bool:
+    return bool(b.vocab_file) and str(b.vocab_file).lower() != "none"
 
 
 def _vocab_info(b: BuildOptions) -> Optional[dict]:
-    if not b.vocab_file:
+    if not _has_vocab(b):
         return None
     if not FileSystems.exists(b.vocab_file):
         raise BuildError(f"--vocab_file {b.vocab_file!r} does not exist")
@@ -466,40 +528,97 @@ def _stage_manifest_path(out: str, stage: str) -> str:
     return f"{out}/stages/{stage}.json"
 
 
-def _load_stage(out: str, stage: str, config_hash: str) -> Optional[dict]:
+def _load_stage(out: str, stage: str, config_hash: str) -> tuple[Optional[dict], str]:
+    """A finished stage's manifest if it matches ``config_hash``; else None and why not.
+
+    An unreadable manifest (a run killed while writing one, before writes became
+    atomic, or a damaged disk) is named and treated as "not finished".
+    """
     path = _stage_manifest_path(out, stage)
     if not FileSystems.exists(path):
-        return None
-    m = beam_util.read_json_file(path)
-    return m if m.get("config_hash") == config_hash else None
+        return None, "not finished"
+    try:
+        m = beam_util.read_json_file(path)
+        if not isinstance(m, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, OSError) as e:
+        return None, f"its manifest {path} is unreadable ({type(e).__name__}: {e}); rerun"
+    if m.get("config_hash") != config_hash:
+        return None, "options or upstream output changed"
+    return m, ""
 
 
-def _outputs_present(out: str, stage: str, m: dict) -> bool:
-    """Every file in the stage's shard list is still there, with its size."""
+def _outputs_check(out: str, stage: str, m: dict) -> str:
+    """Why the stage's recorded output files cannot be reused ("" when they can).
+
+    Every file of the shard list must be there with its recorded size and CRC32C
+    (computed when it was written); a file recorded without a checksum (written
+    by an older version) is checked by size only.
+    """
     found = {posixpath.basename(x.path): x.size_in_bytes
              for x in _match(f"{out}/{_OUTPUT_DIR[stage]}/*")}
-    return all(s["file"] in found and found[s["file"]] == s.get("bytes", found[s["file"]])
-               for s in m.get("shards", []))
+    for s in m.get("shards", []):
+        name = s["file"]
+        if name not in found:
+            return f"{_OUTPUT_DIR[stage]}/{name} is missing"
+        if "bytes" in s and found[name] != s["bytes"]:
+            return f"{_OUTPUT_DIR[stage]}/{name} has {found[name]} bytes, {s['bytes']} recorded"
+        if s.get("crc32c"):
+            crc = integrity.file_crc32c(f"{out}/{_OUTPUT_DIR[stage]}/{name}")
+            if crc != s["crc32c"]:
+                return (f"{_OUTPUT_DIR[stage]}/{name} is damaged (crc32c {crc}, "
+                        f"{s['crc32c']} recorded)")
+    return ""
 
 
-def resume_plan(out: str, todo: tuple, hashes: dict) -> dict[str, dict]:
+def _inputs_check(m: dict, files: list[dict]) -> str:
+    """Why the clean stage's inputs no longer match their recorded fingerprints ("" if they do)."""
+    old = {f["path"]: f for f in m.get("input_fingerprints", [])}
+    if not old:
+        return ""  # recorded by an older version: the config hash covers paths and sizes
+    for f in files:
+        changes = integrity.fingerprint_changes(old.get(f["path"], {}), f)
+        if changes:
+            return f"input {f['path']} changed since it was cleaned ({', '.join(changes)})"
+    return ""
+
+
+def resume_plan(out: str, todo: tuple, hashes: dict, files: Optional[list[dict]] = None,
+                say=None) -> dict[str, dict]:
     """The finished stages ``--resume`` reuses: ``{stage: its manifest}``.
 
     A stage is reused when its manifest matches its config hash and so do all
-    upstream ones, and either its output files are all there or a later reused
-    stage already consumed them (the instances runs are removed after the
-    write). Everything after the last reusable stage reruns.
+    upstream ones, its inputs are unchanged (clean: the raw files' fingerprints),
+    and either its output files are all there with their checksums or a later
+    reused stage already consumed them (the instances runs are removed after the
+    write). Everything after the last reusable stage reruns; ``say`` is told why.
     """
     manifests: dict[str, dict] = {}
+    why: dict[str, str] = {}
     last = -1
     for i, stage in enumerate(todo):
-        m = _load_stage(out, stage, hashes[stage])
+        m, reason = _load_stage(out, stage, hashes[stage])
         if m is None:
+            why[stage] = reason
             break
+        if stage == "clean" and files is not None:
+            reason = _inputs_check(m, files)
+            if reason:
+                why[stage] = reason
+                break
         manifests[stage] = m
-        if _outputs_present(out, stage, m):
+        reason = _outputs_check(out, stage, m)
+        if reason:
+            why[stage] = reason
+        else:
             last = i
-    return {s: manifests[s] for s in todo[: last + 1]}
+    reuse = {s: manifests[s] for s in todo[: last + 1]}
+    if say is not None:
+        for stage in todo:
+            if stage not in reuse:
+                say(f"stage {stage}: rerun ({why.get(stage) or 'an upstream stage reruns'})")
+                break
+    return reuse
 
 
 def summarize_counts(counters: dict[str, int], last_doc_stage: str) -> dict[str, int]:
@@ -517,30 +636,104 @@ def summarize_counts(counters: dict[str, int], last_doc_stage: str) -> dict[str,
     }
 
 
-def run(argv: Optional[list[str]] = None) -> dict:
-    """Run the build; returns the manifest (also written to ``OUTPUT/manifest.json``)."""
+def _parse(argv: Optional[list[str]]) -> tuple[PipelineOptions, BuildOptions]:
+    """Strict parsing (nothing discarded), absolute paths, every range checked."""
+    argv = cli.parse(argv)
     options = PipelineOptions(argv)
     options.view_as(SetupOptions).save_main_session = False
     b = options.view_as(BuildOptions)
+    cli.validate(b)
+    cli.absolutize(b)
     _validate(b)
-    out = b.output.rstrip("/")
-    files = expand_inputs(b.input)
-    vocab = _vocab_info(b)
-    last = b.stop_after or ("tfrecords" if vocab else "dedup")
-    todo = STAGES[: STAGES.index(last) + 1]
-    seg_id = _segmenter_identity(b) if "segment" in todo else None
+    return options, b
 
-    ctx = Ctx(options, b, out, beam_util.make_runner(options))
+
+def _stage_hashes(b: BuildOptions, files: list[dict], seg_id: Optional[dict],
+                  vocab: Optional[dict]) -> dict[str, str]:
     opts = b.get_all_options()
     clean_cfg = {k: opts[k] for k in _CLEAN_KEYS}
-    clean_cfg["inputs"] = files
+    # Paths and sizes: an edited input with the same size is caught by its
+    # fingerprint (resume_plan), which names what changed.
+    clean_cfg["inputs"] = [{"path": f["path"], "size": f["size"]} for f in files]
     hashes = {"clean": _hash(clean_cfg)}
     hashes["dedup"] = _hash([hashes["clean"], {k: opts[k] for k in _DEDUP_KEYS}])
     hashes["segment"] = _hash([hashes["dedup"], {k: opts[k] for k in _SEG_KEYS}, seg_id])
     hashes["instances"] = _hash([hashes["segment"], {k: opts[k] for k in _INST_KEYS}, vocab])
     hashes["tfrecords"] = _hash([hashes["instances"], {k: opts[k] for k in _TF_KEYS}])
+    return hashes
 
-    reuse = resume_plan(out, todo, hashes) if b.resume else {}
+
+def _clear_later_stages(out: str, todo: tuple) -> None:
+    """A resumed run that stops earlier than the last one leaves none of its later files."""
+    for stage in STAGES[len(todo):]:
+        for pattern in _OUTPUTS[stage]:
+            _clear_prefix(f"{out}/{pattern}")
+        for path in (_stage_manifest_path(out, stage), f"{out}/stages/{stage}_shards.json",
+                     f"{out}/stages/{stage}_stats.json"):
+            if FileSystems.exists(path):
+                FileSystems.delete([path])
+    if "instances" not in todo:
+        runs = f"{out}/stages/instances"
+        if FileSystems.exists(runs):
+            FileSystems.delete([runs])
+    for name in ("manifest.json", "stats.json", "report.html"):
+        if FileSystems.exists(f"{out}/{name}"):
+            FileSystems.delete([f"{out}/{name}"])
+
+
+def run(argv: Optional[list[str]] = None) -> dict:
+    """Run the build; returns the manifest (also written to ``OUTPUT/manifest.json``).
+
+    Raises ``BuildError`` (bad options or inputs, before any work),
+    ``EnvironmentFault`` (disk full, unwritable output ...) and ``EmptyRunError``
+    (nothing kept, without ``--allow_empty``; the manifest is written first).
+    """
+    options, b = _parse(argv)
+    out = b.output.rstrip("/")
+    outdir.check_not_input(out, b.input + list(b.decontaminate or []))
+    files = expand_inputs(b.input)
+    vocab = _vocab_info(b)
+    last = b.stop_after or ("tfrecords" if vocab else "dedup")
+    todo = STAGES[: STAGES.index(last) + 1]
+    seg_id = _segmenter_identity(b) if "segment" in todo else None
+    hashes = _stage_hashes(b, files, seg_id, vocab)
+    ctx = Ctx(options, b, out, beam_util.make_runner(options))
+    if _dry_run(ctx):
+        return _run_stages(ctx, files, todo, hashes, vocab, seg_id, {})
+    lock = outdir.BuildLock(out)
+    try:
+        replaced = lock.acquire()
+    except OSError as e:
+        raise EnvironmentFault(_fault_message(e, out)) from e
+    try:
+        if replaced:
+            _progress(b.progress, f"took over a stale lock of pid {replaced.get('pid')} "
+                                  f"(started {replaced.get('started', '?')}; that process is gone)")
+        outdir.claim(out, hashes, b.resume, b.overwrite)
+        if b.resume:
+            _clear_later_stages(out, todo)
+        reuse = resume_plan(out, todo, hashes, files,
+                            say=lambda m: _progress(b.progress, m)) if b.resume else {}
+        return _run_stages(ctx, files, todo, hashes, vocab, seg_id, reuse)
+    except OSError as e:
+        raise EnvironmentFault(_fault_message(e, out)) from e
+    finally:
+        lock.release()
+
+
+_FAULT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
+                 errno.EFBIG, errno.EIO}
+
+
+def _fault_message(e: OSError, out: str) -> str:
+    path = e.filename or out
+    return f"cannot write {path}: {e.strerror or e} (errno {e.errno}); fix it and rerun with --resume"
+
+
+def _run_stages(ctx: Ctx, files: list[dict], todo: tuple, hashes: dict, vocab: Optional[dict],
+                seg_id: Optional[dict], reuse: dict) -> dict:
+    b, out = ctx.b, ctx.out
+    last = todo[-1]
     results: dict[str, dict] = {}
     for stage in todo:
         if stage in reuse:
@@ -555,12 +748,19 @@ def run(argv: Optional[list[str]] = None) -> dict:
         _progress(b.progress, f"stage {stage}: running on " + (
             f"{len(files)} input file(s)" if stage == "clean" else f"{b.num_doc_shards} docs shard(s)"))
         with PeakRss() as rss:
-            if stage == "clean":
-                r = run_clean(ctx, files)
-            elif stage == "dedup":
-                r = run_dedup(ctx)
-            else:
-                r = _RUN_STAGE[stage](ctx, results)
+            try:
+                if stage == "clean":
+                    r = run_clean(ctx, files)
+                elif stage == "dedup":
+                    r = run_dedup(ctx)
+                else:
+                    r = _RUN_STAGE[stage](ctx, results)
+            except Exception as e:  # noqa: BLE001 - runners wrap worker errors; find the OS one
+                fault = _os_error_in(e)
+                if fault is None:
+                    raise
+                _remove_temps(out)
+                raise EnvironmentFault(_fault_message(fault, out)) from e
         if _dry_run(ctx):
             _progress(b.progress, f"stage {stage}: job graph built (--dry_run), not run")
             results[stage] = {}
@@ -569,6 +769,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
         r["wall_seconds"] = round(time.time() - started, 3)
         r["driver_cpu_seconds"] = round(time.process_time() - cpu0, 3)
         r["peak_rss_mb"] = rss.peak_mb
+        if stage == "clean":
+            r["input_fingerprints"] = files
         beam_util.write_json_file(_stage_manifest_path(out, stage), r)
         results[stage] = r
         if stage == "tfrecords" and not b.keep_instance_runs:
@@ -589,6 +791,7 @@ def run(argv: Optional[list[str]] = None) -> dict:
         for k, v in results[stage]["counters"].items():
             counters[k] = counters.get(k, 0) + v
     doc_stage = "dedup" if "dedup" in todo else "clean"
+    opts = b.get_all_options()
     manifest: dict[str, Any] = {
         "corpusflow_version": __version__,
         "created_unix": int(time.time()),
@@ -612,7 +815,67 @@ def run(argv: Optional[list[str]] = None) -> dict:
     c = manifest["counts"]
     _progress(b.progress, f"done: read={c['read']} kept={c['kept']} filtered={c['filtered']} "
               f"duplicates={c['duplicates']} rejected={c['rejected']} -> {out}/manifest.json")
+    empty = _empty_reason(manifest)
+    if empty and not b.allow_empty:
+        raise EmptyRunError(f"{empty}; see {out}/rejects/ (pass --allow_empty if this is wanted)")
     return manifest
+
+
+def _empty_reason(manifest: dict) -> str:
+    """Why a finished run counts as empty ("" when it kept something)."""
+    c = manifest["counts"]
+    if c["kept"] == 0:
+        reasons = sorted(((v, k) for k, v in manifest["counters"].items()
+                          if k.count(":") == 2 and k.split(":")[1] in
+                          ("rejected", "filtered", "duplicate")), reverse=True)
+        top = ", ".join(f"{k.split(':', 1)[1]}={v}" for v, k in reasons[:5]) or "no records read"
+        return f"the run kept no document (read {c['read']}: {top})"
+    tf = manifest.get("tfrecords")
+    if tf is not None and tf.get("num_instances", 0) == 0:
+        return f"the run kept {c['kept']} document(s) but made no pretraining instance"
+    return ""
+
+
+def _os_error_in(e: BaseException) -> Optional[OSError]:
+    """The disk/permission error behind a runner's exception, if that is what it was.
+
+    Beam re-raises a worker's exception wrapped (sometimes only as text), so the
+    cause chain is walked and, failing that, the message is read.
+    """
+    seen = set()
+    texts = []
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FAULT_ERRNOS:
+            return e
+        texts.append(str(e))
+        e = e.__cause__ or e.__context__
+    return _fault_in_text("\n".join(texts))
+
+
+def _fault_in_text(text: str) -> Optional[OSError]:
+    m = re.search(r"\[Errno (\d+)\] ([^:'\n]+)(?:: '([^'\n]+)')?", text)
+    if m and int(m.group(1)) in _FAULT_ERRNOS:
+        return OSError(int(m.group(1)), m.group(2), m.group(3))
+    return None
+
+
+def _remove_temps(out: str) -> None:
+    """Temp files a failed stage left (``_tmp-*`` folders, ``*.tmp-*`` files)."""
+    if "://" in out:
+        return
+    for root, dirs, names in os.walk(out, topdown=True):
+        for d in list(dirs):
+            if d.startswith("_tmp") or d == "runs" and root.endswith("instances"):
+                import shutil
+                shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+                dirs.remove(d)
+        for n in names:
+            if ".tmp-" in n:
+                try:
+                    os.remove(os.path.join(root, n))
+                except OSError:
+                    pass
 
 
 def build_stats(manifest: dict, results: dict[str, dict]) -> dict:
@@ -683,12 +946,21 @@ def tfrecords_manifest(b: BuildOptions, vocab: dict, results: dict[str, dict],
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """The CLI: 0 done, 1 a fault or an empty run, 2 bad options or inputs."""
     logging.basicConfig(level=logging.WARNING)
     try:
         run(argv if argv is not None else sys.argv[1:])
     except BuildError as e:
         print(f"corpusflow: error: {e}", file=sys.stderr)
         return 2
+    except (EnvironmentFault, EmptyRunError) as e:
+        print(f"corpusflow: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.errno not in _FAULT_ERRNOS:
+            raise
+        print(f"corpusflow: error: {_fault_message(e, '')}", file=sys.stderr)
+        return 1
     return 0
 
 

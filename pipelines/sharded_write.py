@@ -39,6 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from corpusflow.io.tfrecord import tfrecord_frame
+from pipelines.integrity import Crc32cWriter
 
 _HDR = struct.Struct(">QI")
 _ITEM_OVERHEAD = 133
@@ -139,10 +140,14 @@ def frame(payload: bytes, fmt: str) -> bytes:
 
 
 class _Spill(beam.DoFn):
-    def __init__(self, tmp_dir: str, num_buckets: int, spill_bytes: int):
+    """Sorted runs per bucket: ``(bucket, (path, count))``, or with ``checksum``
+    ``(bucket, (path, count, crc32c hex))`` (runs kept as a stage's output)."""
+
+    def __init__(self, tmp_dir: str, num_buckets: int, spill_bytes: int, checksum: bool = False):
         self.tmp_dir = tmp_dir
         self.num_buckets = num_buckets
         self.spill_bytes = spill_bytes
+        self.checksum = checksum
 
     def start_bundle(self) -> None:
         self._buf: dict[int, list[tuple[int, bytes]]] = {}
@@ -169,11 +174,12 @@ class _Spill(beam.DoFn):
             # A random name is fine here: runs are temp files whose names never
             # reach the output; only committed bundles' runs are merged.
             path = f"{self.tmp_dir}/runs/b{bucket:05d}-{uuid.uuid4().hex}.run"
-            with open_write(path) as f:
+            with Crc32cWriter(open_write(path)) as f:
                 for key, payload in items:
                     f.write(_HDR.pack(key, len(payload)))
                     f.write(payload)
-            yield bucket, (path, len(items))
+            yield bucket, ((path, len(items), f.hexdigest) if self.checksum
+                           else (path, len(items)))
         self._buf = {}
         self._bytes = 0
 
@@ -189,7 +195,7 @@ class _MergeBucket(beam.DoFn):
         bucket, runs = element
         total = sum(counts.values())
         rank = sum(c for b, c in counts.items() if b < bucket)
-        merged = merge_runs([path for path, _ in runs], self.tmp_dir, self.max_fan_in)
+        merged = merge_runs([run[0] for run in runs], self.tmp_dir, self.max_fan_in)
         shard, end, out, count, path = -1, -1, None, 0, ""
         for _, payload in merged:
             if rank >= end:  # this rank starts a new shard's range
@@ -229,7 +235,8 @@ class _FinishShard(beam.DoFn):
         final = shard_name(self.prefix, shard, self.num_shards, self.suffix)
         tmp = f"{final}.tmp-{uuid.uuid4().hex}"
         count = sum(c for _, _, c in pieces)
-        with open_write(tmp) as raw:
+        # The CRC32C of the bytes as stored, computed on the way out (--resume checks it).
+        with Crc32cWriter(open_write(tmp)) as raw:
             if self.fmt == "parquet":
                 _write_parquet(raw, (p for _, p, _ in pieces))
             elif self.gzip_output:
@@ -241,7 +248,7 @@ class _FinishShard(beam.DoFn):
             else:
                 _copy_pieces(pieces, raw)
         yield {"shard": shard, "file": os.path.basename(final), "count": count,
-               "bytes": install(tmp, final)}
+               "bytes": install(tmp, final), "crc32c": raw.hexdigest}
 
 
 def _copy_pieces(pieces, out) -> None:
@@ -322,13 +329,13 @@ class ShardedWrite(beam.PTransform):
 
 
 def spill_runs(tmp_dir: str, num_buckets: int, spill_bytes: int = 32 << 20) -> beam.ParDo:
-    """``(sort_key, payload)`` -> ``(bucket, (run path, count))``: sorted run files.
+    """``(sort_key, payload)`` -> ``(bucket, (run path, count, crc32c))``: sorted run files.
 
     Runs go to ``tmp_dir/runs``. Only the runs a committed bundle reported
     belong to the output; a stage that keeps runs as its result (the
     ``instances`` stage) lists those and removes the rest.
     """
-    return beam.ParDo(_Spill(tmp_dir, num_buckets, spill_bytes))
+    return beam.ParDo(_Spill(tmp_dir, num_buckets, spill_bytes, checksum=True))
 
 
 class MergeRuns(beam.PTransform):

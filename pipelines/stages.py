@@ -279,12 +279,13 @@ class SegmentDocs(beam.DoFn):
 
     def process(self, element: tuple[int, str]):
         from corpusflow.segment import starts_file
+        from pipelines.integrity import Crc32cWriter
         from pipelines.sharded_write import open_write, shard_name
         index, path = element
         tmp = f"{shard_name(self.prefix, index, self.num_shards, '.words')}.tmp-{uuid.uuid4().hex}"
         per_doc = getattr(self.segmenter, "word_starts", None) is not None
         n = 0
-        with open_write(tmp) as f:
+        with Crc32cWriter(open_write(tmp)) as f:
             starts_file.write_header(f)
             for block in _sentence_blocks(iter_json_lines(path), self.block_sentences):
                 # Backends without whole-document word starts (LTP) segment a
@@ -297,7 +298,7 @@ class SegmentDocs(beam.DoFn):
                     n_offsets = sum(map(len, sentences)) + len(sentences)
                     f.write(starts_file.encode(stable_hash64(doc.id), n_offsets, starts))
                     n += 1
-        yield index, (tmp, n)
+        yield index, (tmp, n, f.hexdigest)
 
     def _doc_starts(self, sentences: list, starts: Any, spans: Optional[list]) -> Any:
         """Word starts of ``"\n".join(sentences)``: from the block call, or now."""
@@ -367,10 +368,10 @@ class FinishWords(beam.DoFn):
         import os
         from pipelines.sharded_write import install, shard_name
         index, written = element
-        tmp, n = sorted(written)[0]   # one per committed bundle: normally exactly one
+        tmp, n, crc = sorted(written)[0]   # one per committed bundle: normally exactly one
         final = shard_name(self.prefix, index, self.num_shards, ".words")
         yield {"shard": index, "file": os.path.basename(final), "count": n,
-               "bytes": install(tmp, final)}
+               "bytes": install(tmp, final), "crc32c": crc}
 
 
 # ---------------------------------------------------------------- instances

@@ -76,7 +76,8 @@ def test_api_constants_and_counter_vocabulary():
     assert ENCODINGS == ("utf-8", "gb18030", "auto")
     assert READ_REASONS == ("malformed_json", "missing_text", "empty_text", "invalid_utf8",
                             "undecodable", "record_too_large", "malformed_doc",
-                            "truncated_file", "unreadable_file")
+                            "truncated_file", "unreadable_file", "not_regular_file", "not_gzip",
+                            "not_bzip2", "not_zstd")
     assert set(READ_COUNTERS) == {"read:files", "read:records", "read:decoded:gb18030",
                                   *(f"read:rejected:{r}" for r in READ_REASONS)}
     assert set(READ_COUNTERS) <= vocabulary()
@@ -569,8 +570,9 @@ def test_corrupt_archives(tmp_path):
     assert c == counts(4, truncated_file=1)
     p = write(tmp_path, "notgz.jsonl.gz", data)
     items, c = read(p)
-    assert [(r.reason, r.line) for r in items] == [("truncated_file", 1)]
-    assert c == counts(1, truncated_file=1)
+    # Not an archive at all: its own reason, not a "truncated" one (issue 14).
+    assert [(r.reason, r.line) for r in items] == [("not_gzip", None)]
+    assert c == counts(1, not_gzip=1)
     p = write(tmp_path, "junk.jsonl.zst", zstandard.ZstdCompressor().compress(data) + b"junk")
     items, c = read(p)
     assert [getattr(i, "reason", "doc") for i in items] == ["doc"] * 3 + ["truncated_file"]
@@ -597,7 +599,8 @@ def test_unreadable_files(tmp_path):
     assert len(items) == 1 and items[0].detail.startswith("FileNotFoundError")
     assert items[0] == rej("unreadable_file", None, missing, detail=items[0].detail)
     assert c == counts(1, unreadable_file=1)
-    assert [r.reason for r in read(tmp_path)[0]] == ["unreadable_file"]  # a directory
+    assert [(r.reason, r.detail) for r in read(tmp_path)[0]] == [
+        ("not_regular_file", "a directory, not read")]
 
     def opener(path):
         raise PermissionError("denied")
@@ -766,3 +769,42 @@ def test_shared_corpus_reads_cleanly():
     assert docs[0].id == "news:thucnews-cnews-val-0" and len(docs) == 300
     docs, _, _ = results["news/clue_pretrained_sample_zh.txt"]
     assert docs[0].source == "text" and "\n" in docs[1].text  # bert_text documents
+
+
+def test_fifo_is_rejected_without_being_opened(tmp_path):
+    # Opening a FIFO with no writer blocks forever: the reader must stat first.
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    items, c = read(fifo)
+    assert [(r.reason, r.detail) for r in items] == [("not_regular_file", "a FIFO, not read")]
+    assert c == counts(1, not_regular_file=1)
+
+
+@pytest.mark.parametrize("name,reason", [("plain.jsonl.gz", "not_gzip"), ("plain.txt.bz2", "not_bzip2"),
+                                         ("plain.jsonl.zst", "not_zstd")])
+def test_wrong_compression_has_its_own_reason(tmp_path, name, reason):
+    # A plain-text file named as an archive is not a truncated archive.
+    f = tmp_path / name
+    f.write_text('{"id": "1", "text": "这是一段足够长的中文文本内容。"}\n', encoding="utf-8")
+    items, c = read(f)
+    assert [r.reason for r in items] == [reason]
+    assert items[0].detail == "named as " + {"not_gzip": "gzip", "not_bzip2": "bz2",
+                                             "not_zstd": "zstd"}[reason] + " but starts with 7b226964"
+    assert c == counts(1, **{reason: 1})
+
+
+def test_real_archives_still_read_after_the_magic_check(tmp_path):
+    import bz2
+    import gzip as gz
+    import zstandard
+    line = '{"id": "1", "text": "这是一段足够长的中文文本内容。"}\n'.encode()
+    for name, data in (("a.jsonl.gz", gz.compress(line)), ("a.jsonl.bz2", bz2.compress(line)),
+                       ("a.jsonl.zst", zstandard.ZstdCompressor().compress(line)),
+                       ("empty.jsonl.gz", b"")):
+        f = tmp_path / name
+        f.write_bytes(data)
+        items, _ = read(f)
+        if name.startswith("empty"):
+            assert items == []
+        else:
+            assert [d.text for d in items] == ["这是一段足够长的中文文本内容。"], name

@@ -31,6 +31,48 @@ class CorruptInput(Exception):
     """The (compressed) stream ended early or is damaged; raised after all good data."""
 
 
+class WrongCompression(Exception):
+    """The file is not in the compression its name claims (a plain file named ``.gz``)."""
+
+    def __init__(self, compression: str, head: bytes) -> None:
+        super().__init__(f"named as {compression} but starts with {head[:4].hex() or 'nothing'}")
+        self.compression = compression
+
+
+# What a stream of each compression starts with (zstd: a frame or a skippable frame).
+_MAGIC = {"gzip": (b"\x1f\x8b",), "bz2": (b"BZh",),
+          "zstd": (b"\x28\xb5\x2f\xfd",) + tuple(bytes([b, 0x2a, 0x4d, 0x18]) for b in range(0x50, 0x60))}
+
+
+class _Prefixed:
+    """A read-only stream: ``head`` (already read for sniffing) and then the rest of ``raw``."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._raw.read(n)
+        if n is None or n < 0:
+            out, self._head = self._head + self._raw.read(), b""
+            return out
+        out, self._head = self._head[:n], self._head[n:]
+        if len(out) < n:
+            out += self._raw.read(n - len(out))
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
+
+
 def compression_of(path: str) -> str:
     """``gzip``, ``bz2``, ``zstd`` or ``none``, from the file name's extension."""
     p = path.lower()
@@ -171,7 +213,25 @@ def _zstd_chunks(raw: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
 def open_chunks(path: str, opener: Optional[Opener] = None) -> tuple[BinaryIO, Iterator[bytes]]:
     """Open ``path`` and return ``(raw_stream, chunks)``; the caller closes ``raw_stream``.
 
-    Opening errors propagate (the caller reports ``unreadable_file``).
+    Opening errors propagate (the caller reports ``unreadable_file``); a file whose
+    first bytes are not its claimed compression's magic raises ``WrongCompression``
+    (an empty file reads as empty).
     """
     raw = (opener or default_opener)(path)
-    return raw, iter_chunks(raw, compression_of(path))
+    compression = compression_of(path)
+    if compression == "none":
+        return raw, iter_chunks(raw, compression)
+    try:
+        head = raw.read(4)
+        while 0 < len(head) < 4:
+            more = raw.read(4 - len(head))
+            if not more:
+                break
+            head += more
+    except Exception:
+        raw.close()
+        raise
+    if head and not head.startswith(_MAGIC[compression]):
+        raw.close()
+        raise WrongCompression(compression, head)
+    return raw, iter_chunks(_Prefixed(head, raw), compression)

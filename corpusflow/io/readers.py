@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, Union
 from corpusflow.counters import Inc, null_inc, register
 from corpusflow.document import Document, Reject, excerpt, native_id
 from corpusflow.io import formats
-from corpusflow.io.compression import CorruptInput, open_chunks
+from corpusflow.io.compression import CorruptInput, WrongCompression, open_chunks
 from corpusflow.io.formats import (ENCODINGS, FORMATS, FIRST_LINE_MAX_BYTES, GB18030_BOM,
                                    JSON_BUILDERS, SAMPLE_BYTES, UTF8_BOM, JSONError,
                                    detect_encoding, detect_format, parse_doc_header,
@@ -40,7 +40,12 @@ READ_REASONS = (
     "malformed_doc",     # wiki_doc: bad <doc> header, block never closed, text outside blocks
     "truncated_file",    # archive/stream ended early or is corrupt: stands for the lost tail
     "unreadable_file",   # the file could not be opened
+    "not_regular_file",  # a FIFO, device, socket or folder: never opened (it could block forever)
+    "not_gzip",          # named .gz but not gzip data (a plain file, or another format)
+    "not_bzip2",         # named .bz2 but not bzip2 data
+    "not_zstd",          # named .zst/.zstd but not zstd data
 )
+_WRONG_COMPRESSION = {"gzip": "not_gzip", "bz2": "not_bzip2", "zstd": "not_zstd"}
 
 _REJECTED = {r: f"read:rejected:{r}" for r in READ_REASONS}
 READ_COUNTERS = register(("read:files", "read:records", "read:decoded:gb18030", *_REJECTED.values()))
@@ -154,10 +159,42 @@ def _first_line_end(head: bytes) -> int:
     return -1 if m is None else head.find(b"\n", m.start())
 
 
+def _not_regular(path: str) -> Optional[str]:
+    """What a local path is when it is not a regular file (None for a file or a URL).
+
+    Checked with ``stat`` before opening: opening a FIFO blocks until a writer
+    comes, which hung whole builds.
+    """
+    import os
+    import stat
+    if "://" in path:
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: opening reports it
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def _read(path: str, fmt: str, encoding: str, inc: Inc, max_bytes: int,
           opener: Optional[Callable[[str], BinaryIO]]) -> Iterator[Record]:
+    kind = _not_regular(path) if opener is None else None
+    if kind is not None:
+        yield Reject(stage=STAGE, reason="not_regular_file", file=path, detail=f"{kind}, not read")
+        return
     try:
         raw, chunks = open_chunks(path, opener)
+    except WrongCompression as e:
+        yield Reject(stage=STAGE, reason=_WRONG_COMPRESSION[e.compression], file=path,
+                     detail=str(e))
+        return
     except Exception as e:  # any opener failure (missing, permissions, remote errors)
         yield Reject(stage=STAGE, reason="unreadable_file", file=path,
                      detail=f"{type(e).__name__}: {e}")
