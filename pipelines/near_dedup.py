@@ -180,7 +180,8 @@ class NearDedup(beam.PTransform):
     Counters ``neardup:*`` (see ``corpusflow.dedup.minhash.COUNTERS``).
     """
 
-    def __init__(self, config: Optional[NearDedupConfig] = None) -> None:
+    def __init__(self, config: Optional[NearDedupConfig] = None,
+                 tmp_dir: Optional[str] = None) -> None:
         super().__init__()
         self._cfg = config or NearDedupConfig()
 

@@ -33,6 +33,7 @@ STATS = "stats"
 counters.register([
     "dedup:in", "dedup:kept", "dedup:duplicate:exact", "dedup:duplicate:near",
     "dedup:lines:removed", "dedup:lines:docs_changed", "dedup:filtered:too_short_after_dedup",
+    "dedup:lines:partial_copies",
     "dedup:rejected:decontaminated",
     "pretrain:docs",
     "pretrain:sentences", "pretrain:chars", "pretrain:instances",
@@ -155,15 +156,21 @@ class ApplyDedup(beam.DoFn):
 
     Decisions come from ``dedup_join`` run files (side input ``runs``), read
     alongside the shard because both are in sort-key order.
-    ``final=False``: emit ``(id, source, text)`` for the near-dup stage.
-    ``final=True``: emit the kept document (main) or a Reject (tagged).
+    ``final=False``: only whole-document decisions (exact, decontaminated, near)
+    apply; a survivor is emitted with its whole clean text, as ``(id, source,
+    text)`` for near dedup and decontamination, or (``docs=True``) as the document
+    dict for the line keys. ``final=True``: every decision, whole-document ones
+    first and repeated lines last, so a removed document is removed whole; emit
+    the kept document (main) or a Reject (tagged).
     """
 
-    def __init__(self, line_min_chars: int, min_chars: int, final: bool, num_buckets: int):
+    def __init__(self, line_min_chars: int, min_chars: int, final: bool, num_buckets: int,
+                 docs: bool = False):
         self.line_min_chars = line_min_chars
         self.min_chars = min_chars
         self.final = final
         self.num_buckets = num_buckets
+        self.docs = docs
 
     def setup(self) -> None:
         self.inc = BeamInc()
@@ -201,22 +208,11 @@ class ApplyDedup(beam.DoFn):
                     doc, "dedup", "exact_duplicate", "duplicate",
                     kept_id=dec[dj.EXACT][0].decode("utf-8", "surrogatepass")).to_json())
             return
-        if dj.LINE in dec:
-            gone = {int.from_bytes(k, "big") for k in dec[dj.LINE]}
-            drop = [i for i, k in line_keys(doc.text, self.line_min_chars) if k in gone]
-            if drop:
-                doc.text = remove_lines(doc.text, drop)
-                if inc:
-                    inc("dedup:lines:removed", len(drop))
-                    inc("dedup:lines:docs_changed")
-                if len("".join(doc.text.split())) < self.min_chars:
-                    if inc:
-                        inc("dedup:filtered:too_short_after_dedup")
-                        yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
-                            doc, "dedup", "too_short_after_dedup", "filtered").to_json())
-                    return
         if not self.final:
-            yield doc.id, doc.source, doc.text
+            # Whole-document decisions only, and the whole text: near dedup must see
+            # a near-copy as it arrived, not what line dedup would leave of it.
+            if dj.DECONTAM not in dec and dj.NEAR not in dec:
+                yield d if self.docs else (doc.id, doc.source, doc.text)
             return
         if dj.DECONTAM in dec:
             info = json.loads(dec[dj.DECONTAM][0])
@@ -235,6 +231,26 @@ class ApplyDedup(beam.DoFn):
             out["cluster_id"] = info.get("cluster_id")
             yield pvalue.TaggedOutput(REJECTS, out)
             return
+        if dj.LINE in dec:
+            # Last: line owners were chosen among the documents that survive whole,
+            # so a removed document never takes a line away from a kept one.
+            gone = {int.from_bytes(k, "big") for k in dec[dj.LINE]}
+            drop = [i for i, k in line_keys(doc.text, self.line_min_chars) if k in gone]
+            if drop:
+                chars = len("".join(doc.text.split()))
+                doc.text = remove_lines(doc.text, drop)
+                left = len("".join(doc.text.split()))
+                inc("dedup:lines:removed", len(drop))
+                inc("dedup:lines:docs_changed")
+                if left < self.min_chars:
+                    inc("dedup:filtered:too_short_after_dedup")
+                    yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
+                        doc, "dedup", "too_short_after_dedup", "filtered").to_json())
+                    return
+                if 2 * left < chars:
+                    # Most of it was other documents' lines: a copy that near dedup
+                    # did not match as a whole, kept as a fragment.
+                    inc("dedup:lines:partial_copies")
         inc("dedup:kept")
         yield doc.to_json()
 

@@ -217,10 +217,97 @@ def _mixed(text: str, rng: random.Random, pool: Sequence[str]) -> str:
     return text
 
 
+# --- edits that keep most lines (the near-copies line dedup used to cut into fragments) --
+
+_HALF_PUNCT = str.maketrans({",": "，", ".": "。", ":": "：", ";": "；", "!": "！", "?": "？",
+                             "(": "（", ")": "）"})
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _lines(text: str) -> list[str]:
+    return text.split("\n")
+
+
+def _width_half(text: str, rng: random.Random, pool: Sequence[str]) -> str:
+    """Full-width punctuation to ASCII (a site that re-encodes its copy)."""
+    return text.translate(_TO_HALF)
+
+
+def _width_full(text: str, rng: random.Random, pool: Sequence[str]) -> str:
+    """ASCII letters, digits and punctuation to full width."""
+    return text.translate(_TO_FULL).translate(_HALF_PUNCT)
+
+
+def _char_positions(text: str, rng: random.Random) -> list[int]:
+    """A few (1%, at least 1, at most 8) positions of Chinese characters, sorted."""
+    cjk = [m.start() for m in _CJK.finditer(text)] or list(range(len(text)))
+    k = min(len(cjk), max(1, min(8, round(len(text) * 0.01))))
+    return sorted(rng.sample(cjk, k))
+
+
+def _chars_replaced(text: str, rng: random.Random, pool: Sequence[str]) -> str:
+    s = list(text)
+    for i in _char_positions(text, rng):
+        s[i] = chr(0x4E00 + int(rng.random() * 3000))
+    return "".join(s)
+
+
+def _chars_deleted(text: str, rng: random.Random, pool: Sequence[str]) -> str:
+    drop = set(_char_positions(text, rng))
+    return "".join(c for i, c in enumerate(text) if i not in drop)
+
+
+def _chars_inserted(text: str, rng: random.Random, pool: Sequence[str]) -> str:
+    s = list(text)
+    for i in reversed(_char_positions(text, rng)):
+        s.insert(i, chr(0x4E00 + int(rng.random() * 3000)))
+    return "".join(s)
+
+
+def _lines_reordered(text: str, rng: random.Random, pool: Sequence[str]) -> str:
+    """Two lines swapped (two sentences of a one-line text)."""
+    parts = _lines(text)
+    sep = "\n"
+    if len(parts) < 2:
+        parts, sep = sentences(text), ""
+    if len(parts) >= 2:
+        i, j = rng.sample(range(len(parts)), 2)
+        parts[i], parts[j] = parts[j], parts[i]
+    return sep.join(parts)
+
+
+def _lines_dropped(text: str, rng: random.Random, pool: Sequence[str]) -> str:
+    """About 10% of the lines (at least one, never the first) dropped; of a
+    one-line text, one sentence."""
+    parts = _lines(text)
+    sep = "\n"
+    if len(parts) < 3:
+        parts, sep = sentences(text), ""
+    if len(parts) >= 3:
+        k = max(1, round(0.1 * len(parts)))
+        for i in sorted(rng.sample(range(1, len(parts)), k), reverse=True):
+            parts.pop(i)
+    return sep.join(parts)
+
+
+def _para_appended(text: str, rng: random.Random, pool: Sequence[str]) -> str:
+    """A paragraph of other real text appended as a new line."""
+    return text + "\n" + rng.choice(pool)
+
+
+# Kinds of ``build_line_copies``; ``PERTURB`` has them too.
+LINE_KINDS = ("width_half", "width_full", "chars_replaced", "chars_deleted", "chars_inserted",
+              "lines_reordered", "lines_dropped", "para_appended")
+
+
 PERTURB: dict[str, Callable[[str, random.Random, Sequence[str]], str]] = {
     "exact": lambda t, r, p: t, "delete": _delete, "insert": _insert, "replace": _replace,
     "punct_width": _punct_width, "byline": _byline, "traditional": _traditional,
-    "truncate": _truncate, "mixed": _mixed}
+    "truncate": _truncate, "mixed": _mixed,
+    "width_half": _width_half, "width_full": _width_full, "chars_replaced": _chars_replaced,
+    "chars_deleted": _chars_deleted, "chars_inserted": _chars_inserted,
+    "lines_reordered": _lines_reordered, "lines_dropped": _lines_dropped,
+    "para_appended": _para_appended}
 
 
 @dataclasses.dataclass
@@ -266,6 +353,107 @@ def build_eval_set(originals: Sequence[Doc], copies_per_doc: int = 3, seed: int 
         b = mh.shingle_set(mh.comparison_form(by_id[family[cid]][2]), ngram)
         true_j[cid] = mh.jaccard(a, b)
     return EvalSet(sorted(docs), family, kind, true_j, n_dropped, distinct_j)
+
+
+# --- planted near-copies through the whole build --------------------------------------
+
+@dataclasses.dataclass
+class Planted:
+    docs: list[Doc]                 # originals and one copy each, as written to the input
+    family: dict[str, str]          # raw id -> original's raw id (originals map to themselves)
+    kind: dict[str, str]            # copy raw id -> kind
+    true_jaccard: dict[str, float]  # copy raw id -> exact char-n-gram Jaccard with its original
+
+
+def plant_copies(originals: Sequence[Doc], pool: Sequence[str], seed: int = 0,
+                 kinds: Sequence[str] = LINE_KINDS, ngram: int = 5) -> Planted:
+    """One copy per original, kinds in rotation, same source; copy id ``{id}~{kind}``.
+
+    ``pool``: real paragraphs for ``para_appended``, from documents not planted.
+    The true Jaccard is on ``comparison_form`` (NFKC-folded) character n-grams.
+    """
+    docs: list[Doc] = []
+    family: dict[str, str] = {}
+    kind: dict[str, str] = {}
+    true_j: dict[str, float] = {}
+    for i, (oid, source, text) in enumerate(originals):
+        kd = kinds[i % len(kinds)]
+        rng = random.Random(f"{seed}:{oid}:{kd}")  # str seeds are process-stable
+        copy = PERTURB[kd](text, rng, pool)
+        cid = f"{oid}~{kd}"
+        docs += [(oid, source, text), (cid, source, copy)]
+        family[oid], family[cid] = oid, oid
+        kind[cid] = kd
+        true_j[cid] = mh.jaccard(mh.shingle_set(mh.comparison_form(text), ngram),
+                                 mh.shingle_set(mh.comparison_form(copy), ngram))
+    return Planted(docs, family, kind, true_j)
+
+
+def write_input(planted: Planted, path: str) -> None:
+    """The planted documents as wiki JSON lines (the build names them ``wiki:{id}``)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for doc_id, _, text in planted.docs:
+            f.write(json.dumps({"id": doc_id, "title": "", "text": text}, ensure_ascii=False) + "\n")
+
+
+def _read_jsonl_gz(pattern: str) -> list[dict]:
+    out = []
+    for p in sorted(glob.glob(pattern)):
+        with gzip.open(p, "rt", encoding="utf-8") as f:
+            out.extend(json.loads(line) for line in f)
+    return out
+
+
+def evaluate_build(planted: Planted, out_dir: str, min_j: float = 0.8) -> dict:
+    """Whole-copy recall, removal precision and partial copies of a build's dedup stage.
+
+    A copy counts as found only if exactly one of it and its original is in
+    ``docs/`` and the other is gone whole. A *partial copy* is a family member in
+    ``docs/`` whose text lost lines in dedup while the other member is there too.
+    Precision: duplicate removals whose kept document is of the same family, over
+    all duplicate removals of planted documents.
+    """
+    def raw(doc_id: str) -> str:
+        return doc_id.split(":", 1)[1]
+
+    clean = {raw(d["id"]): d["text"] for d in _read_jsonl_gz(f"{out_dir}/stages/clean/docs-*.jsonl.gz")}
+    kept = {raw(d["id"]): d["text"] for d in _read_jsonl_gz(f"{out_dir}/docs/docs-*.jsonl.gz")}
+    rejects = _read_jsonl_gz(f"{out_dir}/rejects/dedup-*.jsonl.gz")
+    fam = planted.family
+    copies = [c for c in planted.kind if c in clean and fam[c] in clean]
+    found, partial, both, too_short = {}, [], [], 0
+    for c in copies:
+        o = fam[c]
+        in_c, in_o = c in kept, o in kept
+        found[c] = in_c != in_o
+        if in_c and in_o:
+            both.append(c)
+            if kept[c] != clean[c] or kept[o] != clean[o]:
+                partial.append(c)
+    dups = [r for r in rejects if r.get("kind") == "duplicate" and raw(r["id"]) in fam]
+    correct = sum(1 for r in dups if r.get("kept_id") and ":" in r["kept_id"]
+                  and fam.get(raw(r["kept_id"])) == fam[raw(r["id"])])
+    too_short = sum(1 for r in rejects if r.get("reason") == "too_short_after_dedup"
+                    and raw(r["id"]) in fam)
+    hi = [c for c in copies if planted.true_jaccard[c] >= min_j]
+    by_kind = {}
+    for k in sorted({planted.kind[c] for c in copies}):
+        cs = [c for c in copies if planted.kind[c] == k]
+        hk = [c for c in cs if planted.true_jaccard[c] >= min_j]
+        by_kind[k] = {"n": len(cs), f"n_j>={min_j}": len(hk),
+                      f"recall_whole_j>={min_j}": _ratio(found, hk),
+                      "recall_whole_all": _ratio(found, cs),
+                      "partial": sum(1 for c in partial if planted.kind[c] == k),
+                      "median_j": round(float(np.median([planted.true_jaccard[c] for c in cs])), 3)}
+    return {
+        "copies": len(copies), f"n_j>={min_j}": len(hi),
+        f"recall_whole_j>={min_j}": _ratio(found, hi), "recall_whole_all": _ratio(found, copies),
+        "precision": round(correct / len(dups), 4) if dups else 1.0,
+        "removals": len(dups), "false_removals": len(dups) - correct,
+        "partial_copies": len(partial), "both_kept": len(both),
+        "family_docs_too_short_after_dedup": too_short,
+        "by_kind": by_kind,
+    }
 
 
 # --- running the stage --------------------------------------------------------------------
