@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import time
 from pathlib import Path
 
@@ -109,19 +110,37 @@ def test_pickle_and_cache_consistency(tok):
 
 @pytest.mark.parametrize("content,problem", [
     ("[PAD]\n[UNK]\n[CLS]\n[SEP]\n", "missing special tokens ['[MASK]']"),
-    ("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n[UNK]\n", "duplicate token '[UNK]'"),
-    ("[PAD]\n\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", "line 2 is empty"),
+    ("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n[UNK]\n", "vocab.txt:6: duplicate entry '[UNK]' (first at line 2)"),
+    ("[PAD]\n \n[UNK]\n[CLS]\n[SEP]\n[MASK]\n \n", "vocab.txt:7: duplicate entry ' ' (first at line 2)"),
+    ("\ufeff[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", "vocab.txt:1: starts with a UTF-8 byte-order mark"),
+    ("\n\n", "vocab.txt: vocab is empty"),
 ])
 def test_vocab_validation(tmp_path, content, problem):
     p = tmp_path / "vocab.txt"
     p.write_text(content, encoding="utf-8")
-    with pytest.raises(ValueError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=re.escape(problem)):
         FullTokenizer(str(p))
     with pytest.raises(ValueError, match="not found"):
         load_vocab(str(tmp_path / "missing.txt"))
-    # Trailing blank lines are not entries.
-    p.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n\n\n", encoding="utf-8")
-    assert load_vocab(str(p)) == {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
+
+
+def test_vocab_lines_are_split_on_newline_only(tmp_path):
+    """Ids are line numbers: only the line end (\\n or \\r\\n) is removed, as in
+    BERT's and Hugging Face's loaders; whitespace-only and empty entries keep
+    their ids and are never produced; trailing empty lines are not entries."""
+    p = tmp_path / "vocab.txt"
+    p.write_bytes("[PAD]\r\n\u2028\n\n[UNK]\n##\u2028\n\u00a0\n[CLS]\n[SEP] \n[SEP]\n[MASK]\n\u0085x\n"
+                  "x\n[\n]\nsep\n\n\r\n".encode())
+    vocab = load_vocab(str(p))
+    assert vocab == {"[PAD]": 0, "\u2028": 1, "": 2, "[UNK]": 3, "##\u2028": 4, "\u00a0": 5, "[CLS]": 6,
+                     "[SEP] ": 7, "[SEP]": 8, "[MASK]": 9, "\u0085x": 10, "x": 11, "[": 12, "]": 13, "sep": 14}
+    tok = FullTokenizer(str(p))
+    # Whitespace separates and is never a token; U+0085 is a control character (dropped).
+    assert tok.tokenize_ids("x\u2028x\u00a0[SEP]\u0085x  \u2028") == [11, 11, 12, 14, 13, 11]
+    # Not UTF-8 is named with its line.
+    p.write_bytes(b"[PAD]\n[UNK]\n\xff\n")
+    with pytest.raises(ValueError, match=r"vocab\.txt:3: not UTF-8"):
+        load_vocab(str(p))
 
 
 def corpus_lines(limit_chars: int) -> list[str]:

@@ -27,6 +27,7 @@ import os
 import sys
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
+from corpusflow.tokenize.wordpiece import parse_vocab
 from vocab import sample as sample_mod
 from vocab.wordpiece import MAX_CHARS_PER_WORD, UNK, KeyCounter, is_cjk, wordpiece_with_failure
 
@@ -35,7 +36,7 @@ _SPM_BATCH = 2000
 
 
 class VocabError(ValueError):
-    """A vocab file that cannot be used (unreadable, empty entries, duplicates)."""
+    """A vocab file that cannot be used (unreadable, not UTF-8, duplicates, empty)."""
 
 
 @dataclasses.dataclass
@@ -52,9 +53,11 @@ class Vocab:
 def load_vocab(path: str) -> Vocab:
     """Load ``vocab.txt``, an ``spm.model``, or an ``spm.vocab`` (compare only).
 
-    Entries are stripped as BERT's ``load_vocab`` does; an empty entry or one that
-    repeats an earlier line is an error naming both lines, since the tokenizer
-    would silently give the token the later id.
+    A ``vocab.txt`` is read as BERT and Hugging Face read it (``parse_vocab``:
+    one token a ``\\n``-separated line, only the line end removed, so
+    whitespace-only tokens keep their ids); an entry that repeats an earlier
+    line is an error naming both lines, since the tokenizer would silently give
+    the token the later id.
     """
     try:
         with open(path, "rb") as fh:
@@ -72,25 +75,18 @@ def load_vocab(path: str) -> Vocab:
         tokens = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
         return Vocab(path, "sentencepiece", tokens, digest, sp)
     spm_vocab = path.endswith(".vocab")  # sentencepiece's "piece<TAB>score" listing
-    tokens: list[str] = []
-    first_line: dict[str, int] = {}
-    lines = data.split(b"\n")
-    while lines and not lines[-1].strip():
-        lines.pop()  # trailing newlines are not entries
-    for lineno, raw in enumerate(lines, 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise VocabError(f"{path}:{lineno}: not UTF-8") from None
-        tok = line.split("\t", 1)[0] if spm_vocab else line.strip()
-        if not tok:
-            raise VocabError(f"{path}:{lineno}: empty entry")
-        if tok in first_line:
-            raise VocabError(f"{path}:{lineno}: duplicate entry {tok!r} (first at line {first_line[tok]})")
-        first_line[tok] = lineno
-        tokens.append(tok)
-    if not tokens:
-        raise VocabError(f"{path}: vocab is empty")
+    try:
+        tokens = parse_vocab(data, path)
+    except ValueError as e:
+        raise VocabError(str(e)) from None
+    if spm_vocab:
+        first_line: dict[str, int] = {}
+        for lineno, line in enumerate(tokens, 1):
+            piece = line.split("\t", 1)[0]
+            if piece in first_line:
+                raise VocabError(f"{path}:{lineno}: duplicate entry {piece!r} (first at line {first_line[piece]})")
+            first_line[piece] = lineno
+        tokens = list(first_line)
     return Vocab(path, "sentencepiece" if spm_vocab else "wordpiece", tokens, digest)
 
 

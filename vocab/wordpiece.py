@@ -6,9 +6,8 @@ dropped, each CJK ideograph its own word, punctuation split off, lower-casing
 with accent stripping, then greedy longest-match WordPiece with ``##``
 continuations. This module is a self-contained copy of those rules so ``vocab/``
 does not depend on the pipeline package; ``tests/test_vocab.py`` checks it
-agrees with ``corpusflow.tokenize.wordpiece`` on real text. Known difference:
-like Google's code, this splits words at U+2028/U+2029 (``str.split()``);
-the pipeline tokenizer currently keeps them inside the word.
+agrees with ``corpusflow.tokenize.wordpiece`` on real text. Like Google's code
+and the pipeline's tokenizer, this splits words at U+2028/U+2029 (``str.split()``).
 
 Tokenising a 1M-sentence sample character by character in Python is slow, so
 ``KeyCounter`` counts text in bulk as *keys*: characters that are always a word
@@ -36,7 +35,7 @@ from corpusflow.tokenize.wordpiece import (  # noqa: F401 - re-exported
 )
 
 UNK = "[UNK]"
-MAX_CHARS_PER_WORD = 100  # BERT's WordpieceTokenizer default: longer words become [UNK]
+MAX_CHARS_PER_WORD = 100  # Hugging Face's WordPiece default (and the pipeline's): longer words become [UNK]
 
 # BERT's _is_chinese_char ranges (the CJK Unified Ideographs blocks and the
 # compatibility ideographs). Kana, Hangul and CJK punctuation are not in them.

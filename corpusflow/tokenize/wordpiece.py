@@ -1,18 +1,25 @@
 """BERT's tokenizer (basic + WordPiece), with character offsets and caches.
 
-Same output as google-research/bert ``tokenization.FullTokenizer``:
+The same ids as Hugging Face's BERT tokenizers (``tokenizers``'
+``BertWordPieceTokenizer``, ``transformers``' ``BertTokenizer``/``BertTokenizerFast``),
+which follow google-research/bert ``tokenization.FullTokenizer``:
 
-* basic: drop NUL, U+FFFD and control characters; whitespace (including
-  U+2028/U+2029, which BERT's ``str.split()`` splits on) separates; every
-  CJK ideograph (BERT's ``_is_chinese_char`` ranges) is its own word; with
-  ``do_lower_case`` lower-case and strip accents (NFD, drop ``Mn``); every
-  punctuation character is its own word;
+* basic: drop NUL, U+FFFD and control characters (see ``is_control``);
+  whitespace (including U+2028/U+2029, which BERT's ``str.split()`` splits
+  on) separates; every CJK ideograph (BERT's ``_is_chinese_char`` ranges) is
+  its own word; with ``do_lower_case`` lower-case and strip accents (NFD, drop
+  ``Mn``); every punctuation character is its own word;
 * WordPiece: greedy longest match, ``##`` continuations, ``[UNK]`` for a word
   that cannot be pieced or is longer than 100 characters.
 
-One documented difference: lower-casing and accent stripping are applied per
-character (cached), not per word, so Greek final sigma (``Σ`` at the end of a
-word) becomes ``σ`` rather than ``ς``. Nothing else changes.
+Where Hugging Face and Google's code differ, this follows Hugging Face (what
+a model is fine-tuned with): lower-casing is per character, so a final ``Σ``
+becomes ``σ`` (Google's per-word ``str.lower()`` gives ``ς``); private-use
+characters are dropped (Google keeps them, making their word ``[UNK]``);
+words of 101-200 characters are ``[UNK]`` (Google's limit is 200). Hugging
+Face's own Unicode tables are older than Python's: characters assigned since
+(e.g. U+061D, U+08CA-U+08D2) are classified here by ``unicodedata``, as
+Google's code does. ``bench/tokenizer_agreement.py`` measures all of this.
 
 ``tokenize_with_offsets`` is what the pipeline uses: ids plus each token's
 ``[start, end)`` character span in the input, so segmenter word spans can be
@@ -57,9 +64,13 @@ def is_whitespace(ch: str) -> bool:
 
 
 def is_control(ch: str) -> bool:
+    """Characters the tokenizer drops: categories Cc, Cf (as BERT), Co (as Hugging
+    Face; BERT keeps private-use characters, which then make their word [UNK]) and
+    Cs (lone surrogates, which Hugging Face cannot receive at all). Unassigned
+    code points (Cn) are kept, as both do. Tab, newline and CR are whitespace."""
     if ch in "\t\n\r":
         return False
-    return unicodedata.category(ch).startswith("C")
+    return unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs")
 
 
 def is_punctuation(ch: str) -> bool:
@@ -70,28 +81,59 @@ def is_punctuation(ch: str) -> bool:
     return unicodedata.category(ch).startswith("P")
 
 
-def load_vocab(vocab_file: str) -> dict[str, int]:
-    """Read a one-token-per-line vocab; the line number is the id.
+def parse_vocab(data: bytes, name: str) -> list[str]:
+    """Tokens of a ``vocab.txt`` in id order, read the way BERT and Hugging Face do.
 
-    Raises ``ValueError`` for a missing file, an empty line inside the file, a
-    duplicate token, or a missing special token.
+    One token per ``\\n``-separated line and the id is the line number (0-based).
+    Only the line end (``\\n`` or ``\\r\\n``) is removed: nothing else is stripped,
+    so a whitespace-only token such as U+2028 (line 344 of the standard Chinese
+    vocab) or ``##`` + U+2028 keeps its id (``str.strip``/``splitlines`` would
+    move every later id). Such tokens are never produced, since whitespace
+    separates words. Empty lines at the very end are not entries (they could
+    only add unreachable ids); an empty line elsewhere is an (unreachable) entry.
+
+    Raises ``ValueError`` naming ``name`` and the line for a line that is not
+    UTF-8, a duplicate (the tokenizer would silently use the later id), a
+    leading byte-order mark, or an empty file.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise ValueError(f"{name}:1: starts with a UTF-8 byte-order mark, which BERT and Hugging Face "
+                         "read as part of token 0; remove it")
+    lines = data.split(b"\n")
+    while lines and lines[-1] in (b"", b"\r"):
+        lines.pop()
+    tokens: list[str] = []
+    first_line: dict[str, int] = {}
+    for lineno, raw in enumerate(lines, 1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            tok = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{name}:{lineno}: not UTF-8") from None
+        if tok in first_line:
+            raise ValueError(f"{name}:{lineno}: duplicate entry {tok!r} (first at line {first_line[tok]})")
+        first_line[tok] = lineno
+        tokens.append(tok)
+    if not tokens:
+        raise ValueError(f"{name}: vocab is empty")
+    return tokens
+
+
+def load_vocab(vocab_file: str) -> dict[str, int]:
+    """Token -> id for a BERT ``vocab.txt`` (see ``parse_vocab``: ids are line numbers).
+
+    Raises ``ValueError`` for a missing or unreadable file, a malformed one
+    (``parse_vocab``), or a missing special token.
     """
     if not os.path.isfile(vocab_file):
         raise ValueError(f"vocab file not found: {vocab_file}")
-    with open(vocab_file, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    # A trailing newline (or several) is not an entry.
-    while lines and not lines[-1].strip():
-        lines.pop()
-    vocab: dict[str, int] = {}
-    for i, line in enumerate(lines):
-        tok = line.strip()
-        if not tok:
-            raise ValueError(f"vocab {vocab_file}: line {i + 1} is empty (ids are line numbers)")
-        if tok in vocab:
-            raise ValueError(f"vocab {vocab_file}: duplicate token {tok!r} "
-                             f"on lines {vocab[tok] + 1} and {i + 1}")
-        vocab[tok] = i
+    try:
+        with open(vocab_file, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read vocab {vocab_file}: {e.strerror or e}") from None
+    vocab = {tok: i for i, tok in enumerate(parse_vocab(data, vocab_file))}
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
         raise ValueError(f"vocab {vocab_file}: missing special tokens {missing}")
