@@ -303,15 +303,18 @@ def _manifest_lower_case(run_args: dict[str, Any]) -> Optional[bool]:
     return None if value is None else bool(value)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer_hooks.convert_hf", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The convert_hf CLI; ``--help`` names every default."""
+    from trainer_hooks import cli
+    from trainer_hooks.export import VOCAB_HELP
+    p = cli.parser("python -m trainer_hooks.convert_hf", __doc__.split("\n")[0])
     p.add_argument("--model_dir", required=True, help="trainer output dir (has model_config.json, run_args.json)")
     p.add_argument("--output", required=True, help="transformers directory to write")
     p.add_argument("--checkpoint", default=None,
                    help="ckpt-N prefix or an export's pretraining.weights.h5 (default: latest in --model_dir)")
     p.add_argument("--model", choices=("albert", "nezha"), default=None, help="default: from run_args.json")
     p.add_argument("--config", default=None, help="default: MODEL_DIR/model_config.json")
-    p.add_argument("--vocab_file", default=None, help="default: the --vocab_file of the training run, if any")
+    p.add_argument("--vocab_file", default=None, help=VOCAB_HELP)
     p.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=None,
                    help="tokenizer lower-casing (default: the manifest's do_lower_case, else true)")
     p.add_argument("--untie_shared_attention", action="store_true",
@@ -319,15 +322,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--no_safetensors", action="store_true", help="write pytorch_model.bin instead")
     p.add_argument("--no_verify", action="store_true", help="skip the reload-and-compare check")
     p.add_argument("--atol", type=float, default=1e-3, help="verification tolerance (max abs difference)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # transformers' TF/Flax model code is never needed here; skipping it shortens the import.
     os.environ.setdefault("USE_TF", "0")
     os.environ.setdefault("USE_FLAX", "0")
-    from trainer_hooks.export import resolve_run
+    from trainer_hooks import cli
+    from trainer_hooks.export import resolve_run, run_vocab_file
 
+    cli.import_tensorflow_quietly()
     run_args, kind, checkpoint = resolve_run(args, p)
-    vocab_file = args.vocab_file or run_args.get("vocab_file")
+    vocab_file = args.vocab_file or run_vocab_file(run_args)
     lower = args.do_lower_case
     if lower is None:
         lower = _manifest_lower_case(run_args)

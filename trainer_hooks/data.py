@@ -17,6 +17,7 @@ import posixpath
 from typing import Any, Optional
 
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config  # is_op_determinism_enabled has no public alias
 
 from trainer_hooks.config import ModelConfig
 
@@ -103,6 +104,24 @@ def sha256_file(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def manifest_vocab_file(manifest: Manifest) -> Optional[str]:
+    """The vocabulary the manifest names, if it can be found and matches the manifest's sha256; else None.
+
+    The manifest records the path the pipeline was given: it is tried as is, then relative to the manifest.
+    """
+    name = manifest.vocab_file
+    if not name:
+        return None
+    path = manifest.path
+    base = posixpath.dirname(path) if _is_url(path) else os.path.dirname(os.path.abspath(path))
+    for candidate in dict.fromkeys([name, _join(base, name)]):
+        if tf.io.gfile.exists(candidate):
+            if manifest.vocab_sha256 and sha256_file(candidate).lower() != str(manifest.vocab_sha256).lower():
+                return None
+            return candidate
+    return None
 
 
 def _normalise_spec(spec: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -230,16 +249,20 @@ def make_dataset(manifest: Manifest, shards: list[Shard], batch_size: int, seed:
     ds = tf.data.Dataset.range(start.epoch, last_epoch).flat_map(one_epoch).skip(start.offset)
     features = parsing_features(manifest)
     ds = ds.batch(batch_size, drop_remainder=True)
+    # Under op determinism tf.data rewrites a parallel map that follows a stateful op (the seeded shuffle) into
+    # a sequential one anyway, and TF 2.21's rewrite logs a spurious "E0000 ... NodeDef mentions attribute
+    # use_unbounded_threadpool" line; asking for the sequential map directly avoids both the rewrite and the line.
+    parallel = None if tf_config.is_op_determinism_enabled() else tf.data.AUTOTUNE
+    map_kwargs = {"num_parallel_calls": parallel, "deterministic": True} if parallel else {}
     if masking is None:
-        ds = ds.map(lambda s: tf.io.parse_example(s, features), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
+        ds = ds.map(lambda s: tf.io.parse_example(s, features), **map_kwargs)
     else:
         if not manifest.token_boundary:
             raise InputRefused("dynamic masking needs shards written with token_boundary")
         ds = ds.enumerate(start=records_consumed // batch_size).map(
             lambda i, s: dynamic_mask(tf.io.parse_example(s, features), masking, tf.stack([tf.cast(seed, tf.int64),
                                                                                             i])),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            **map_kwargs)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -8,7 +8,7 @@ Writes to EXPORT_DIR:
                           ``trainable_variables`` are the encoder weights, so it can be fine-tuned as a layer.
   albert_config.json      (ALBERT) or ``bert_config.json`` (NEZHA, as in the NEZHA release)
   pretraining.weights.h5  all pretraining weights, for ``build_model(...).load_weights(...)``
-  vocab.txt               when ``--vocab_file`` is given
+  vocab.txt               the run's vocabulary (``--vocab_file``, else the training run's, else its manifest's)
 The export is float32 whatever precision trained it (the variables are float32 in every precision).
 """
 
@@ -20,6 +20,8 @@ import os
 import shutil
 import sys
 from typing import Optional, Sequence
+
+from trainer_hooks import cli
 
 CONFIG_NAMES = {"albert": "albert_config.json", "nezha": "bert_config.json"}
 
@@ -84,20 +86,46 @@ def resolve_run(args: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[d
     return run_args, kind, checkpoint
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainer_hooks.export", description=__doc__.split("\n")[0])
+def run_vocab_file(run_args: dict) -> Optional[str]:
+    """The vocabulary of a training run: its ``--vocab_file``, else the one its manifest names (when that file
+    exists and matches the manifest's sha256)."""
+    if run_args.get("vocab_file"):
+        return run_args["vocab_file"]
+    manifest = run_args.get("manifest")
+    if not manifest:
+        return None
+    from trainer_hooks import data
+    try:
+        return data.manifest_vocab_file(data.load_manifest(manifest))
+    except data.InputRefused:
+        return None
+
+
+VOCAB_HELP = "default: the training run's --vocab_file, else the vocab_file its manifest names"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The export CLI; ``--help`` names every default."""
+    p = cli.parser("python -m trainer_hooks.export", __doc__.split("\n")[0])
     p.add_argument("--model_dir", required=True, help="trainer output dir (has model_config.json, run_args.json)")
-    p.add_argument("--output", required=True)
+    p.add_argument("--output", required=True, help="export directory to write")
     p.add_argument("--checkpoint", default=None, help="default: latest checkpoint in --model_dir")
     p.add_argument("--model", choices=("albert", "nezha"), default=None, help="default: from run_args.json")
     p.add_argument("--config", default=None, help="default: MODEL_DIR/model_config.json")
-    p.add_argument("--vocab_file", default=None, help="default: the --vocab_file of the training run, if any")
+    p.add_argument("--vocab_file", default=None, help=VOCAB_HELP)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cli.import_tensorflow_quietly()
     run_args, kind, checkpoint = resolve_run(args, p)
+    vocab_file = args.vocab_file or run_vocab_file(run_args)
     saved = export_checkpoint(kind, args.config or os.path.join(args.model_dir, "model_config.json"), checkpoint,
-                              args.output, args.vocab_file or run_args.get("vocab_file"),
-                              run_args.get("max_predictions_per_seq", 20))
+                              args.output, vocab_file, run_args.get("max_predictions_per_seq", 20))
+    if not vocab_file:
+        print("[export] no vocab file known (pass --vocab_file): wrote no vocab.txt", file=sys.stderr)
     print(f"[export] {checkpoint} -> {saved}")
     return 0
 

@@ -25,10 +25,11 @@ import sys
 import time
 from typing import Any, Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+from trainer_hooks.cli import DefaultsHelpFormatter, import_tensorflow_quietly
+
+tf = import_tensorflow_quietly()  # before anything else imports it: drops TF's import-time INFO lines
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import summary_pb2  # noqa: E402
 
 from trainer_hooks import data, distributed  # noqa: E402
@@ -41,58 +42,75 @@ PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float1
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m trainer_hooks.pretrain", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--input", required=True, help="glob of TFRecord shards, e.g. 'DIR/tfrecords/*'")
-    p.add_argument("--manifest", required=True, help="DIR/manifest.json written by the pipeline")
-    p.add_argument("--model", required=True, choices=("albert", "nezha"))
-    p.add_argument("--config", required=True, help="albert_zh/NEZHA-style model config JSON")
-    p.add_argument("--model_dir", required=True, help="output directory (checkpoints, events, logs)")
-    p.add_argument("--num_train_steps", type=int, required=True)
-    p.add_argument("--train_batch_size", type=int, default=32, help="per process, per micro-batch")
-    p.add_argument("--learning_rate", type=float, default=1e-4, help="peak LR for one process")
-    p.add_argument("--optimizer", choices=("lamb", "adamw"), default="lamb")
-    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32")
-    p.add_argument("--horovod", action="store_true", help="data parallel under horovodrun")
-    p.add_argument("--num_warmup_steps", type=int, default=0)
-    p.add_argument("--poly_power", type=float, default=1.0, help="polynomial decay power after warmup")
-    p.add_argument("--weight_decay", type=float, default=0.01, help="not applied to LayerNorm and biases")
-    p.add_argument("--beta_1", type=float, default=0.9)
-    p.add_argument("--beta_2", type=float, default=0.999)
-    p.add_argument("--epsilon", type=float, default=1e-6)
-    p.add_argument("--clip_norm", type=float, default=1.0, help="global-norm clip; <= 0 disables")
-    p.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    p.add_argument("--no_lr_scaling", action="store_true", help="do not multiply the LR by the process count")
-    p.add_argument("--initial_loss_scale", type=float, default=2.0 ** 15, help="fp16 only")
-    p.add_argument("--loss_scale_growth_interval", type=int, default=2000, help="fp16 only")
-    p.add_argument("--max_seq_length", type=int, default=None, help="if given, must equal the manifest's")
-    p.add_argument("--max_predictions_per_seq", type=int, default=None, help="if given, must equal the manifest's")
-    p.add_argument("--vocab_file", default=None, help="if given, its sha256 must equal the manifest's")
-    p.add_argument("--dynamic_masking", action="store_true",
-                   help="re-draw whole-word masks in the graph every epoch from token_boundary (shards must have "
-                        "it); needs the vocab (--vocab_file, else the manifest's vocab_file)")
-    p.add_argument("--masked_lm_prob", type=float, default=None, help="dynamic masking; default: the manifest's")
-    p.add_argument("--save_checkpoints_steps", type=int, default=1000)
-    p.add_argument("--keep_checkpoint_max", type=int, default=5)
-    p.add_argument("--log_every", type=int, default=1, help="TensorBoard scalars every N steps")
-    p.add_argument("--seed", type=int, default=12345, help="model init, dropout and input order")
-    p.add_argument("--deterministic", action="store_true",
-                   help="tf.config.experimental.enable_op_determinism(): bitwise-reproducible runs and resumes")
-    p.add_argument("--shuffle_buffer", type=int, default=1000)
-    p.add_argument("--cycle_length", type=int, default=4, help="files read in parallel per process")
-    p.add_argument("--intra_op_threads", type=int, default=0, help="0: CPU cores / local processes")
-    p.add_argument("--inter_op_threads", type=int, default=0)
-    # Test hooks, hidden from --help.
-    p.add_argument("--debug_kill_at_step", type=int, default=0, help=argparse.SUPPRESS)
-    p.add_argument("--debug_nonfinite_steps", default="", help=argparse.SUPPRESS)
-    p.add_argument("--debug_dump_weights", default="", help=argparse.SUPPRESS)
-    p.add_argument("--debug_seed_per_rank", action="store_true", help=argparse.SUPPRESS)
+    p = build_parser()
     args = p.parse_args(argv)
     if args.gradient_accumulation_steps < 1:
         p.error("--gradient_accumulation_steps must be >= 1")
     if args.num_train_steps < 1:
         p.error("--num_train_steps must be >= 1")
+    if args.log_every < 1 or args.summary_every < 1:
+        p.error("--log_every and --summary_every must be >= 1")
     return args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The pretrain CLI; ``--help`` names every default."""
+    p = argparse.ArgumentParser(prog="python -m trainer_hooks.pretrain", description=__doc__.split("\n")[0],
+                                formatter_class=DefaultsHelpFormatter)
+    p.add_argument("--input", required=True, help="glob of TFRecord shards, e.g. 'DIR/tfrecords/*'")
+    p.add_argument("--manifest", required=True, help="DIR/manifest.json written by the pipeline")
+    p.add_argument("--model", required=True, choices=("albert", "nezha"), help="architecture")
+    p.add_argument("--config", required=True,
+                   help="albert_zh/NEZHA-style model config JSON (without vocab_size: the manifest's)")
+    p.add_argument("--model_dir", required=True, help="output directory (checkpoints, events, logs)")
+    p.add_argument("--num_train_steps", type=int, required=True, help="optimizer steps in total")
+    p.add_argument("--train_batch_size", type=int, default=32, help="per process, per micro-batch")
+    p.add_argument("--learning_rate", type=float, default=1e-4, help="peak LR for one process")
+    p.add_argument("--optimizer", choices=("lamb", "adamw"), default="lamb", help="both with decoupled weight decay")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                   help="bf16/fp16: mixed precision with float32 variables (meant for GPUs; slow on CPUs)")
+    p.add_argument("--horovod", action="store_true", help="data parallel under horovodrun")
+    p.add_argument("--num_warmup_steps", type=int, default=0, help="linear LR warmup from 0")
+    p.add_argument("--poly_power", type=float, default=1.0, help="polynomial decay power after warmup")
+    p.add_argument("--weight_decay", type=float, default=0.01, help="not applied to LayerNorm and biases")
+    p.add_argument("--beta_1", type=float, default=0.9, help="Adam/LAMB first-moment decay")
+    p.add_argument("--beta_2", type=float, default=0.999, help="Adam/LAMB second-moment decay")
+    p.add_argument("--epsilon", type=float, default=1e-6, help="Adam/LAMB epsilon")
+    p.add_argument("--clip_norm", type=float, default=1.0, help="global-norm clip; <= 0 disables")
+    p.add_argument("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--no_lr_scaling", action="store_true", help="do not multiply the LR by the process count")
+    p.add_argument("--initial_loss_scale", type=float, default=2.0 ** 15, help="fp16 only")
+    p.add_argument("--loss_scale_growth_interval", type=int, default=2000, help="fp16 only")
+    p.add_argument("--max_seq_length", type=int, default=None, help="default: the manifest's; if given, must equal it")
+    p.add_argument("--max_predictions_per_seq", type=int, default=None,
+                   help="default: the manifest's; if given, must equal it")
+    p.add_argument("--vocab_file", default=None,
+                   help="default: none (the manifest's vocab_file where one is needed); if given, its sha256 must "
+                        "equal the manifest's")
+    p.add_argument("--dynamic_masking", action="store_true",
+                   help="re-draw whole-word masks in the graph every epoch from token_boundary (shards must have "
+                        "it); needs the vocab (--vocab_file, else the manifest's vocab_file)")
+    p.add_argument("--masked_lm_prob", type=float, default=None, help="dynamic masking; default: the manifest's")
+    p.add_argument("--save_checkpoints_steps", type=int, default=1000, help="and always at the last step")
+    p.add_argument("--keep_checkpoint_max", type=int, default=5, help="older checkpoints are deleted")
+    p.add_argument("--log_every", type=int, default=100,
+                   help="progress line on stderr every N steps and at the last step (loss, accuracy, "
+                        "examples/s, ETA)")
+    p.add_argument("--summary_every", type=int, default=1, help="TensorBoard scalars every N steps")
+    p.add_argument("--seed", type=int, default=12345, help="model init, dropout and input order")
+    p.add_argument("--deterministic", action="store_true",
+                   help="tf.config.experimental.enable_op_determinism(): bitwise-reproducible runs and resumes")
+    p.add_argument("--shuffle_buffer", type=int, default=1000, help="records in the shuffle buffer; <= 1 disables")
+    p.add_argument("--cycle_length", type=int, default=4, help="files read in parallel per process")
+    p.add_argument("--intra_op_threads", type=int, default=0, help="0: CPU cores / local processes")
+    p.add_argument("--inter_op_threads", type=int, default=0,
+                   help="0: TensorFlow's choice (2 with several local processes)")
+    # Test hooks, hidden from --help.
+    p.add_argument("--debug_kill_at_step", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--debug_nonfinite_steps", default="", help=argparse.SUPPRESS)
+    p.add_argument("--debug_dump_weights", default="", help=argparse.SUPPRESS)
+    p.add_argument("--debug_seed_per_rank", action="store_true", help=argparse.SUPPRESS)
+    return p
 
 
 def _configure_threads(args: argparse.Namespace, local_size: int) -> None:
@@ -112,8 +130,8 @@ class Trainer:
     def __init__(self, args: argparse.Namespace, dist: Any) -> None:
         self.args, self.dist = args, dist
         self.is_chief = dist.rank == 0
-        self.config = ModelConfig.from_json_file(args.config)
         self.manifest = data.load_manifest(args.manifest)
+        self.config = load_config(args.config, self.manifest, announce=self.is_chief)
         shards = data.resolve_shards(args.input, self.manifest)
         data.check_run(self.manifest, self.config, shards, dist.size, max_seq_length=args.max_seq_length,
                        max_predictions_per_seq=args.max_predictions_per_seq, vocab_file=args.vocab_file)
@@ -162,13 +180,7 @@ class Trainer:
         if not m.token_boundary:
             raise data.InputRefused("refusing to start: --dynamic_masking needs shards written with "
                                     "token_boundary (pipeline option --token_boundary)")
-        vocab = self.args.vocab_file
-        if vocab is None and m.vocab_file:
-            # The manifest records the path the pipeline was given: try it as is, then next to the manifest.
-            candidates = [m.vocab_file, os.path.join(os.path.dirname(os.path.abspath(m.path)), m.vocab_file)]
-            vocab = next((c for c in candidates if os.path.exists(c)), None)
-            if vocab is not None and m.vocab_sha256 and data.sha256_file(vocab) != m.vocab_sha256:
-                vocab = None
+        vocab = self.args.vocab_file or data.manifest_vocab_file(m)
         if vocab is None:
             raise data.InputRefused("refusing to start: --dynamic_masking needs the vocabulary: pass --vocab_file")
         prob = self.args.masked_lm_prob if self.args.masked_lm_prob is not None else m.masked_lm_prob
@@ -260,12 +272,17 @@ class Trainer:
         log_path = os.path.join(args.model_dir, "train_log.jsonl")
         start_step = int(self.step.numpy())
         writer = None
+        progress = Progress(args.num_train_steps, start_step, self.global_batch, self.pair_task)
         if self.is_chief:
+            # Steps after the restored checkpoint are about to be redone: their log lines and TensorBoard
+            # events go, so that every step is recorded exactly once.
             _truncate_log(log_path, start_step)
+            purged = purge_events(os.path.join(args.model_dir, "train"), start_step)
             writer = tf.summary.create_file_writer(os.path.join(args.model_dir, "train"))
             if restored:
-                print(f"[trainer] resumed from {restored} at step {start_step}, "
-                      f"{int(self.records_consumed.numpy())} records consumed per rank", flush=True)
+                _say(f"resumed from {restored} at step {start_step}, {int(self.records_consumed.numpy())} "
+                     f"records consumed per rank" + (f"; dropped {purged} TensorBoard events after step "
+                                                     f"{start_step}" if purged else ""))
         nonfinite = {int(s) for s in args.debug_nonfinite_steps.split(",") if s.strip()}
         it = iter(self.dataset())
         last: dict = {}
@@ -292,13 +309,21 @@ class Trainer:
                 if self.is_chief:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
-                    if step % args.log_every == 0:
+                    final = step == args.num_train_steps
+                    if step % args.summary_every == 0 or final:
                         with writer.as_default(step=step):
                             for k, v in record.items():
                                 if k not in ("step", "skipped") and v is not None:
                                     _scalar_summary(k, v, step)
-                    if step % args.save_checkpoints_steps == 0 or step == args.num_train_steps:
-                        self.manager.save(checkpoint_number=step)
+                    progress.add(record)
+                    if step % args.log_every == 0 or final:
+                        writer.flush()
+                        _say(progress.line(step))
+                    if step % args.save_checkpoints_steps == 0 or final:
+                        # Events up to a checkpoint are on disk before it: a crash after it loses none of them.
+                        writer.flush()
+                        path = self.manager.save(checkpoint_number=step)
+                        _say(f"saved checkpoint {path} (step {step})")
                 if args.debug_kill_at_step and step == args.debug_kill_at_step:
                     os.kill(os.getpid(), signal.SIGKILL)  # a real, unclean death for the resume test
         if writer is not None:
@@ -308,6 +333,106 @@ class Trainer:
             np.savez(os.path.join(args.debug_dump_weights, f"weights_rank{self.dist.rank}.npz"),
                      **{v.path: v.numpy() for v in self.model.variables})
         return last
+
+
+def _say(message: str) -> None:
+    """One line of the trainer's running commentary (rank 0 only; stderr, so stdout stays for results)."""
+    print(f"[trainer] {message}", file=sys.stderr, flush=True)
+
+
+class Progress:
+    """The numbers of the progress line: means over the steps since the previous line, ETA from their pace."""
+
+    def __init__(self, total_steps: int, start_step: int, global_batch: int, pair_task: str) -> None:
+        self.total, self.global_batch = total_steps, global_batch
+        self.pair_key = f"{pair_task}_accuracy" if pair_task != "none" else None
+        self.started = self.window_start = time.perf_counter()
+        self.window: list[dict] = []
+        self.skipped = 0
+
+    def add(self, record: dict) -> None:
+        self.window.append(record)
+
+    def line(self, step: int) -> str:
+        now = time.perf_counter()
+        recs, self.window = self.window, []
+        elapsed, self.window_start = now - self.window_start, now
+        rate = len(recs) / elapsed if elapsed > 0 else 0.0  # steps per second, logging and input included
+
+        def mean(key: str) -> str:
+            vals = [r[key] for r in recs if r.get(key) is not None]
+            return f"{sum(vals) / len(vals):.4f}" if vals else "nan"
+
+        parts = [f"step {step}/{self.total}", f"loss {mean('loss')}", f"mlm_acc {mean('mlm_accuracy')}"]
+        if self.pair_key:
+            parts.append(f"{self.pair_key.split('_')[0]}_acc {mean(self.pair_key)}")
+        skipped = sum(1 for r in recs if r.get("skipped"))
+        if skipped:
+            parts.append(f"skipped {skipped}")
+        parts.append(f"{rate * self.global_batch:.1f} examples/s")
+        remaining = self.total - step
+        parts.append(f"elapsed {_duration(now - self.started)}")
+        parts.append(f"eta {_duration(remaining / rate) if rate > 0 else '?'}")
+        return " | ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m07s`` or ``12s``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def load_config(path: str, manifest: data.Manifest, announce: bool = True) -> ModelConfig:
+    """The model config at ``path``; a config without ``vocab_size`` takes the manifest's."""
+    with open(path, encoding="utf-8") as f:
+        raw = json.load(f)
+    if raw.get("vocab_size") is None:
+        raw["vocab_size"] = manifest.vocab_size
+        if announce:
+            _say(f"{path} sets no vocab_size: using the manifest's {manifest.vocab_size}")
+    return ModelConfig.from_dict(raw)
+
+
+def purge_events(logdir: str, keep_through_step: int) -> int:
+    """Drop TensorBoard events with a step after ``keep_through_step`` from every events file in ``logdir``.
+
+    Events files are TFRecord-framed ``Event`` protos: each file is read back, and rewritten (temp file, then
+    rename) when it holds later steps. A file left with no summaries is removed. A torn last record, from a
+    process killed while writing, is dropped too. Returns the number of events dropped.
+    """
+    from tensorflow.core.util import event_pb2
+
+    if not tf.io.gfile.isdir(logdir):
+        return 0
+    dropped = 0
+    for path in sorted(tf.io.gfile.glob(os.path.join(logdir, "*tfevents*"))):
+        kept: list[bytes] = []
+        changed = False
+        try:
+            for raw in tf.data.TFRecordDataset(path):
+                blob = raw.numpy()
+                if event_pb2.Event.FromString(blob).step > keep_through_step:
+                    dropped += 1
+                    changed = True
+                else:
+                    kept.append(blob)
+        except tf.errors.DataLossError:
+            changed = True  # torn tail: keep what was read before it
+        if not changed:
+            continue
+        if not any(event_pb2.Event.FromString(b).HasField("summary") for b in kept):
+            tf.io.gfile.remove(path)  # only the file_version header is left
+            continue
+        tmp = os.path.join(logdir, ".purge.tmp")  # no "tfevents" in the name: TensorBoard never reads it
+        with tf.io.TFRecordWriter(tmp) as w:
+            for blob in kept:
+                w.write(blob)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    return dropped
 
 
 def _scalar_summary(name: str, value: float, step: int) -> None:
@@ -341,8 +466,15 @@ def _truncate_log(path: str, keep_through_step: int) -> None:
     """On resume, drop log lines of steps after the restored checkpoint (they are about to be redone)."""
     if not os.path.exists(path):
         return
+    lines = []
     with open(path, encoding="utf-8") as f:
-        lines = [ln for ln in f if ln.strip() and json.loads(ln)["step"] <= keep_through_step]
+        for ln in f:
+            try:
+                step = json.loads(ln)["step"]
+            except (ValueError, KeyError, TypeError):
+                continue  # blank, or the torn last line of a process killed mid-write
+            if step <= keep_through_step:
+                lines.append(ln)
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(lines)
 
@@ -353,6 +485,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _configure_threads(args, dist.local_size)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
+    if dist.rank == 0 and args.precision != "fp32" and not tf.config.list_physical_devices("GPU"):
+        _say(f"warning: --precision {args.precision} without a GPU is slow: mixed precision pays off on GPUs, "
+             "on CPUs it adds casts and usually runs slower than fp32")
     try:
         trainer = Trainer(args, dist)
     except data.InputRefused as e:

@@ -114,7 +114,8 @@ def write_dataset(root: str, num_shards: int = 2, per_shard: int = 8, max_seq_le
         shards.append({"file": os.path.abspath(path) if absolute_paths else name, "count": per_shard})
     manifest = {"tfrecords": {
         "max_seq_length": max_seq_length, "max_predictions_per_seq": max_predictions_per_seq,
-        "vocab_sha256": vocab_sha, "vocab_size": vocab_size, "num_instances": n, "shards": shards,
+        "vocab_file": os.path.abspath(os.path.join(root, "vocab.txt")), "vocab_sha256": vocab_sha,
+        "vocab_size": vocab_size, "num_instances": n, "shards": shards,
         "feature_spec": {k: {"dtype": d, "shape": list(s)} for k, (d, s) in spec.items()},
         "masked_lm_prob": 0.15, "masking": {"strategy": "token"}, "pair_task": pair_task, "seed": seed,
         "token_boundary": token_boundary, "compression": compression.upper(),
