@@ -2,7 +2,7 @@
 
     python bench/run.py [--corpus DIR] [--sizes 20MB,200MB,1GB] [--segmenter jieba|ltp --ltp_model DIR]
                         [--workers 1|2|1,2 [--repeat N]] [--stop_after dedup|tfrecords]
-                        [--segment_check]
+                        [--segment_check] [--near_dedup]
 
 For each size the real text of ``--corpus`` (default ``../shared/corpus``) is replicated
 into a news2016zh-style JSON-lines corpus of that size; replica k > 0 of a document has
@@ -109,6 +109,8 @@ def run_build(corpus_file: Path, out: Path, args, workers: int = 1) -> dict:
            "--segmenter", args.segmenter, "--progress", "false", "--stop_after", args.stop_after]
     if args.ltp_model:
         cmd += ["--ltp_model", args.ltp_model]
+    if args.near_dedup:
+        cmd += ["--near_dedup", "true"]
     if workers > 1:
         cmd += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
     t0 = time.time()
@@ -173,6 +175,8 @@ def main(argv=None) -> int:
                     help="also time the segmenter called directly on the build's sentences "
                          "and print the in-pipeline/direct ratio (target >= 0.8)")
     ap.add_argument("--keep_output", action="store_true", help="keep each size's build output")
+    ap.add_argument("--near_dedup", action="store_true",
+                    help="build with --near_dedup true (MinHash near-duplicate removal)")
     args = ap.parse_args(argv)
     corpus = Path(args.corpus)
     if not corpus.exists():
@@ -188,7 +192,7 @@ def main(argv=None) -> int:
         size = parse_size(size_s)
         cf = make_corpus(docs, size, work)
         mb = sum(p.stat().st_size for p in cf.glob("part-*.jsonl")) / 2**20
-        out = work / f"out-{size_s}-{args.segmenter}-w{workers}"
+        out = work / f"out-{size_s}-{args.segmenter}-w{workers}{'-near' if args.near_dedup else ''}"
         shutil.rmtree(out, ignore_errors=True)  # stale stage manifests would skew the shares
         r = run_build(cf, out, args, workers)
         m = r["manifest"]

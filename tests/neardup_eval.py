@@ -501,12 +501,12 @@ def reference_near_dedup(docs: Iterable[Doc], cfg: mh.NearDedupConfig,
     return dropped, sorted(clusters, key=lambda r: r["cluster_id"])
 
 
-def beam_near_dedup(docs: Sequence[Doc], cfg: mh.NearDedupConfig, options=None
+def beam_near_dedup(docs: Sequence[Doc], cfg: mh.NearDedupConfig, options=None, **kw
                     ) -> tuple[dict[str, dict], list[dict], dict[str, int]]:
     """Run the Beam composite on the FnApiRunner; (dropped, clusters by id, counters).
 
-    Outputs go through files in a temporary directory, so this works with
-    multi-process workers too.
+    Outputs (and the stage's run files) go through a temporary directory, so this
+    works with multi-process workers too. ``kw``: more ``NearDedup`` arguments.
     """
     import tempfile
 
@@ -517,7 +517,7 @@ def beam_near_dedup(docs: Sequence[Doc], cfg: mh.NearDedupConfig, options=None
 
     with tempfile.TemporaryDirectory(prefix="neardup-") as tmp:
         p = beam.Pipeline(runner=FnApiRunner(), options=options)
-        out = p | beam.Create(list(docs)) | NearDedup(cfg)
+        out = p | beam.Create(list(docs)) | NearDedup(cfg, os.path.join(tmp, "runs"), **kw)
         for name in ("dropped", "clusters"):
             _ = (out[name]
                  | f"Json{name}" >> beam.Map(json.dumps, ensure_ascii=False, sort_keys=True)

@@ -159,6 +159,21 @@ def test_bucket_edges_over_the_cap_is_a_verified_star():
                            "neardup:verified_pairs": 3, "neardup:edges": 3}
 
 
+def test_sorted_bucket_edges_equal_bucket_edges_reading_once():
+    """The streaming form (members in node order, read once) gives the same edges
+    and counters, under and over the cap."""
+    a, a2, b = _sketch(0, 1000), _sketch(0, 980), _sketch(5000, 6000)
+    for cap, spec in ((4, [(3, a2), (4, b), (1, a), (2, a2)]),
+                      (3, [(5, a), (2, a2), (9, b), (1, a), (7, a), (8, a2)])):
+        cfg = mh.NearDedupConfig(bucket_cap=cap)
+        members = _members(spec)
+        c1, c2 = CounterDict(), CounterDict()
+        want = sorted(mh.bucket_edges(members, cfg, c1))
+        once = iter(sorted(mh.decode_member(m) for m in members))  # an iterator: no second pass
+        got = sorted(mh.sorted_bucket_edges(once, cfg, c2))
+        assert want and got == want and c1.as_dict() == c2.as_dict()
+
+
 def test_star_steps_on_small_graph():
     assert sorted(mh.large_star(2, [1, 3, 4])) == [(1, 3), (1, 4)]
     assert mh.large_star(1, [2, 3]) == [(1, 2), (1, 3)]

@@ -10,6 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
+from corpusflow.counters import CounterDict
 from corpusflow.dedup.minhash import NearDedupConfig
 from pipelines.near_dedup import ConnectedComponents
 from tests import neardup_eval as ev
@@ -26,9 +27,9 @@ def _syn_sentence(rng: random.Random) -> str:
     return "".join(chr(0x4E00 + rng.randrange(3000)) for _ in range(rng.randint(12, 20))) + "。"
 
 
-def run_stage(docs, cfg, options=None):
+def run_stage(docs, cfg, options=None, **kw):
     """(dropped dict, clusters sorted by id, counters) of one NearDedup run."""
-    return ev.beam_near_dedup(docs, cfg, options)
+    return ev.beam_near_dedup(docs, cfg, options, **kw)
 
 
 HAND = [
@@ -131,7 +132,7 @@ def test_unconverged_components_never_name_a_removed_document():
     assert len(clusters) == 1 and len(full) == 59  # the whole chain is one component
 
 
-def test_connected_components_equal_union_find():
+def test_connected_components_equal_union_find(tmp_path):
     rng = random.Random(3)
     edges = {(a, b) for a, b in ((rng.randrange(300), rng.randrange(300)) for _ in range(200))
              if a < b}
@@ -146,9 +147,15 @@ def test_connected_components_equal_union_find():
     for a, b in edges:
         ra, rb = find(a), find(b)
         parent[max(ra, rb)] = min(ra, rb)
-    expected = [(x, find(x)) for x in parent]
+    def node(i: int) -> bytes:  # byte order = numeric order, as graph nodes sort
+        return f"{i:04d}".encode()
+
+    expected = [(node(x), node(find(x))) for x in parent]
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        labels = p | beam.Create(sorted(edges)) | ConnectedComponents(rounds=8)
+        # A few records per run file and 3 buckets: every step merges many runs.
+        labels = (p | beam.Create([(node(a), node(b)) for a, b in sorted(edges)])
+                  | ConnectedComponents(rounds=8, tmp_dir=str(tmp_path), num_buckets=3,
+                                        spill_bytes=4000))
         assert_that(labels, equal_to(expected))
 
 
@@ -157,6 +164,22 @@ def _sample_eval(limit: int, copies: int, t2s: bool):
     if not files:
         pytest.skip("no committed sample and no ../shared/corpus")
     return ev.build_eval_set(ev.load_documents(files)[:limit], copies, t2s=t2s)
+
+
+def test_spilled_steps_equal_the_in_memory_reference():
+    """Every step spills sorted runs and merges them by bucket: with tiny runs (a
+    few dozen records) and 3 buckets, each merge reads > 64 runs, so it merges in
+    passes. Same decisions, clusters and counters as the in-memory reference
+    (union-find; same pure functions), with a capped bucket and a chain in it."""
+    es = _sample_eval(40, 2, t2s=False)
+    docs = es.docs + [(f"n{i:03d}", "news", NEWS + f"编号{i}") for i in range(70)] + _chain_docs(12)
+    cfg = NearDedupConfig(bucket_cap=20)
+    dropped, clusters, counters = run_stage(docs, cfg, num_buckets=3, spill_bytes=3000)
+    c = CounterDict()
+    ref, ref_clusters = ev.reference_near_dedup(docs, cfg, c)
+    assert len(dropped) >= 100 and counters["neardup:bucket_capped"] > 0
+    assert dropped == ref and clusters == ref_clusters
+    assert counters == dict(c)
 
 
 def test_deterministic_across_reruns_input_order_and_workers():

@@ -31,7 +31,7 @@ import itertools
 import re
 import struct
 import unicodedata
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -395,53 +395,79 @@ def bucket_edges(members: Iterable[bytes], cfg: NearDedupConfig, inc: Inc) -> li
     it = iter(members)
     head = list(itertools.islice(it, cfg.bucket_cap + 1))
     if len(head) <= cfg.bucket_cap:
-        k = len(head)
-        if k < 2:
-            return []
-        head = sorted(decode_member(m) for m in head)
-        inc("neardup:candidate_pairs", k * (k - 1) // 2)
-        if k == 2:  # the common case: skip the matrix machinery
-            ok2 = not cfg.verify or estimate_jaccard(head[0][1], head[1][1]) >= cfg.threshold
-            inc("neardup:verified_pairs", int(ok2))
-            inc("neardup:edges", int(ok2))
-            return [(head[0][0], head[1][0])] if ok2 else []
-        if cfg.verify:
-            ok = similarity_matrix([m[1] for m in head]) >= cfg.threshold
-        else:
-            ok = np.ones((k, k), dtype=bool)
-        ok = np.triu(ok, 1)
-        inc("neardup:verified_pairs", int(ok.sum()))
-        # Kruskal in node order over <= bucket_cap members: a deterministic forest.
-        root = list(range(k))
-
-        def find(i: int) -> int:
-            while root[i] != i:
-                root[i] = root[root[i]]
-                i = root[i]
-            return i
-
-        edges = []
-        for i, j in zip(*np.nonzero(ok)):
-            ri, rj = find(int(i)), find(int(j))
-            if ri != rj:
-                root[max(ri, rj)] = min(ri, rj)
-                edges.append((head[i][0], head[j][0]))
-        inc("neardup:edges", len(edges))
-        return edges
-    inc("neardup:bucket_capped")
+        return _all_pairs_edges(sorted(decode_member(m) for m in head), cfg, inc)
     hub, hub_sketch = min(decode_member(m) for m in members)
+    return list(_star_edges(hub, hub_sketch, map(decode_member, members), cfg, inc))
+
+
+def sorted_bucket_edges(members: Iterable[tuple[Node, bytes]], cfg: NearDedupConfig,
+                        inc: Inc) -> Iterator[Edge]:
+    """``bucket_edges`` of ``(node, sketch)`` members that arrive sorted, read once.
+
+    The first member is the smallest, so a bucket over the cap is verified as a
+    star from it while streaming: at most ``bucket_cap + 1`` members are held and
+    its edges are yielded as they are found. Same edges and counters as
+    ``bucket_edges`` on the same members (counters once the edges are consumed).
+    """
+    it = iter(members)
+    head = list(itertools.islice(it, cfg.bucket_cap + 1))
+    if len(head) <= cfg.bucket_cap:
+        return iter(_all_pairs_edges(head, cfg, inc))
+    hub, hub_sketch = head[0]
+    return _star_edges(hub, hub_sketch, itertools.chain(head, it), cfg, inc)
+
+
+def _all_pairs_edges(head: list[tuple[Node, bytes]], cfg: NearDedupConfig, inc: Inc) -> list[Edge]:
+    """A spanning forest of the verified pairs of up to ``bucket_cap`` sorted members."""
+    k = len(head)
+    if k < 2:
+        return []
+    inc("neardup:candidate_pairs", k * (k - 1) // 2)
+    if k == 2:  # the common case: skip the matrix machinery
+        ok2 = not cfg.verify or estimate_jaccard(head[0][1], head[1][1]) >= cfg.threshold
+        inc("neardup:verified_pairs", int(ok2))
+        inc("neardup:edges", int(ok2))
+        return [(head[0][0], head[1][0])] if ok2 else []
+    if cfg.verify:
+        ok = similarity_matrix([m[1] for m in head]) >= cfg.threshold
+    else:
+        ok = np.ones((k, k), dtype=bool)
+    ok = np.triu(ok, 1)
+    inc("neardup:verified_pairs", int(ok.sum()))
+    # Kruskal in node order over <= bucket_cap members: a deterministic forest.
+    root = list(range(k))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
     edges = []
-    compared = 0
-    for node, sketch in map(decode_member, members):
+    for i, j in zip(*np.nonzero(ok)):
+        ri, rj = find(int(i)), find(int(j))
+        if ri != rj:
+            root[max(ri, rj)] = min(ri, rj)
+            edges.append((head[i][0], head[j][0]))
+    inc("neardup:edges", len(edges))
+    return edges
+
+
+def _star_edges(hub: Node, hub_sketch: bytes, members: Iterable[tuple[Node, bytes]],
+                cfg: NearDedupConfig, inc: Inc) -> Iterator[Edge]:
+    """A bucket over the cap: every member verified against the smallest, ``hub``."""
+    inc("neardup:bucket_capped")
+    compared = found = 0
+    for node, sketch in members:
         if node == hub:
             continue
         compared += 1
         if not cfg.verify or estimate_jaccard(hub_sketch, sketch) >= cfg.threshold:
-            edges.append((hub, node))
+            found += 1
+            yield hub, node
     inc("neardup:candidate_pairs", compared)
-    inc("neardup:verified_pairs", len(edges))
-    inc("neardup:edges", len(edges))
-    return edges
+    inc("neardup:verified_pairs", found)
+    inc("neardup:edges", found)
 
 
 # --- connected components: alternating large-star / small-star ----------------------
