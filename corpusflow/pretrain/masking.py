@@ -65,9 +65,12 @@ def is_special_token(token: str) -> bool:
 
 
 def replacement_ids(vocab: Mapping[str, int]) -> list[int]:
-    """Ids a masked token may be replaced by: no special tokens, no ``##`` pieces."""
+    """Ids a masked token may be replaced by: no special tokens, no ``##`` pieces,
+    no empty or whitespace-holding entries (U+2028 in the standard Chinese vocab:
+    whitespace separates words, so the tokenizer never produces them)."""
     return sorted(i for t, i in vocab.items()
-                  if not t.startswith("##") and not is_special_token(t))
+                  if t and not t.startswith("##") and not is_special_token(t)
+                  and not any(c.isspace() for c in t))
 
 
 def ngram_weights(max_n: int, dist: str = "albert") -> list[float]:

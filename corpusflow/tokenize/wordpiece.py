@@ -91,6 +91,9 @@ def parse_vocab(data: bytes, name: str) -> list[str]:
     move every later id). Such tokens are never produced, since whitespace
     separates words. Empty lines at the very end are not entries (they could
     only add unreachable ids); an empty line elsewhere is an (unreachable) entry.
+    This is ``transformers``' ``load_vocab``; Google's strips each line and
+    ``tokenizers``' Rust reader trims its end, so there ids 343 and 13,502 of the
+    standard vocab read ``''`` and ``'##'``: same ids, and never produced either.
 
     Raises ``ValueError`` naming ``name`` and the line for a line that is not
     UTF-8, a duplicate (the tokenizer would silently use the later id), a
