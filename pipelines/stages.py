@@ -242,6 +242,10 @@ class ApplyDedup(beam.DoFn):
                 left = len("".join(doc.text.split()))
                 inc("dedup:lines:removed", len(drop))
                 inc("dedup:lines:docs_changed")
+                # stats.json (stages.dedup.line_dedup) carries the same counts.
+                lines = self.stats.data.setdefault("line_dedup", {})
+                self.stats._add(lines, "lines_removed", len(drop))
+                self.stats._add(lines, "docs_changed")
                 if left < self.min_chars:
                     inc("dedup:filtered:too_short_after_dedup")
                     yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
@@ -251,6 +255,7 @@ class ApplyDedup(beam.DoFn):
                     # Most of it was other documents' lines: a copy that near dedup
                     # did not match as a whole, kept as a fragment.
                     inc("dedup:lines:partial_copies")
+                    self.stats._add(lines, "partial_copies")
         inc("dedup:kept")
         yield doc.to_json()
 

@@ -87,6 +87,10 @@ def test_near_copies_removed_whole_with_line_dedup_on(tmp_path):
     assert c["dedup:lines:removed"] == 3 and c["dedup:lines:docs_changed"] == 3
     assert "dedup:lines:partial_copies" not in c
     assert "dedup:filtered:too_short_after_dedup" not in c
+    stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))["stages"]["dedup"]
+    assert stats["line_dedup"] == {"docs_changed": 3, "lines_removed": 3}
+    assert stats["reasons"] == {"dedup:exact_duplicate": want_exact,
+                                "dedup:near_duplicate": want_near}
 
 
 def test_shared_corpus_copies_removed_whole(tmp_path):
