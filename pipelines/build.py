@@ -614,10 +614,10 @@ def resume_plan(out: str, todo: tuple, hashes: dict, files: Optional[list[dict]]
             last = i
     reuse = {s: manifests[s] for s in todo[: last + 1]}
     if say is not None:
-        for stage in todo:
-            if stage not in reuse:
-                say(f"stage {stage}: rerun ({why.get(stage) or 'an upstream stage reruns'})")
-                break
+        rerun = [s for s in todo if s not in reuse]
+        if rerun:
+            reasons = [f"{s}: {why[s]}" for s in rerun if s in why]
+            say(f"stage {rerun[0]}: rerun ({'; '.join(reasons) or 'an upstream stage reruns'})")
     return reuse
 
 
@@ -669,7 +669,7 @@ def _clear_later_stages(out: str, todo: tuple) -> None:
         for pattern in _OUTPUTS[stage]:
             _clear_prefix(f"{out}/{pattern}")
         for path in (_stage_manifest_path(out, stage), f"{out}/stages/{stage}_shards.json",
-                     f"{out}/stages/{stage}_stats.json"):
+                     f"{out}/stages/{stage}_stats.json", f"{out}/{_OUTPUT_DIR[stage]}"):
             if FileSystems.exists(path):
                 FileSystems.delete([path])
     if "instances" not in todo:
@@ -825,10 +825,10 @@ def _empty_reason(manifest: dict) -> str:
     """Why a finished run counts as empty ("" when it kept something)."""
     c = manifest["counts"]
     if c["kept"] == 0:
-        reasons = sorted(((v, k) for k, v in manifest["counters"].items()
+        reasons = sorted(((-v, k) for k, v in manifest["counters"].items()
                           if k.count(":") == 2 and k.split(":")[1] in
-                          ("rejected", "filtered", "duplicate")), reverse=True)
-        top = ", ".join(f"{k.split(':', 1)[1]}={v}" for v, k in reasons[:5]) or "no records read"
+                          ("rejected", "filtered", "duplicate")))
+        top = ", ".join(f"{k}={-v}" for v, k in reasons[:5]) or "no records read"
         return f"the run kept no document (read {c['read']}: {top})"
     tf = manifest.get("tfrecords")
     if tf is not None and tf.get("num_instances", 0) == 0:
@@ -948,6 +948,10 @@ def tfrecords_manifest(b: BuildOptions, vocab: dict, results: dict[str, dict],
 def main(argv: Optional[list[str]] = None) -> int:
     """The CLI: 0 done, 1 a fault or an empty run, 2 bad options or inputs."""
     logging.basicConfig(level=logging.WARNING)
+    # Beam logs a failed bundle's traceback at ERROR before re-raising it; the CLI
+    # reports a fault in one line instead, and any other error still propagates
+    # with its traceback.
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
     try:
         run(argv if argv is not None else sys.argv[1:])
     except BuildError as e:
