@@ -68,6 +68,17 @@ class StageStats:
     def reason(self, stage: str, reason: str) -> None:
         self._add(self.data["reasons"], f"{stage}:{reason}")
 
+    def edit_inc(self, inc: Any) -> Any:
+        """``inc`` that also keeps line-level edits (``clean:edited:*``: junk
+        lines, punctuation runs) under ``edits`` for stats.json."""
+        edits = self.data.setdefault("edits", {})
+
+        def tee(name: str, n: int = 1) -> None:
+            inc(name, n)
+            if name.startswith("clean:edited:"):
+                edits[name] = edits.get(name, 0) + n
+        return tee
+
     def emit(self):
         from apache_beam.transforms.window import GlobalWindows
         return pvalue.TaggedOutput(STATS, GlobalWindows.windowed_value(self.data))
@@ -99,6 +110,7 @@ class ReadAndClean(beam.DoFn):
 
     def start_bundle(self) -> None:
         self.stats = StageStats()
+        self.clean_inc = self.stats.edit_inc(self.inc)
 
     def process(self, path: str):
         from corpusflow.io.readers import read_file
@@ -111,7 +123,7 @@ class ReadAndClean(beam.DoFn):
                 yield pvalue.TaggedOutput(REJECTS, rec.to_json())
                 continue
             st.doc_in(rec.source, rec.text)
-            out = self.cleaner.clean(rec, self.inc)
+            out = self.cleaner.clean(rec, self.clean_inc)
             if isinstance(out, Reject):
                 st.reason("clean", out.reason)
                 yield pvalue.TaggedOutput(REJECTS, out.to_json())
@@ -432,7 +444,17 @@ class BuildInstances(beam.DoFn):
         self.stats: dict = {"masked_per_instance": collections.Counter(),
                             "tokens_per_instance": collections.Counter(),
                             "label": collections.Counter(),
-                            "tokens": collections.Counter()}
+                            "tokens": collections.Counter(),
+                            "edits": collections.Counter()}
+        # One-sentence chunk handling, dropped instances and partial-word
+        # masks also go to stats.json (stats["edits"]), not only to counters.
+        edits, beam_inc = self.stats["edits"], self.inc
+
+        def build_inc(name: str, n: int = 1) -> None:
+            beam_inc(name, n)
+            if name.startswith(("pairs:single_", "instances:dropped:", "mask:partial")):
+                edits[name] += n
+        self.build_inc = build_inc
 
     def process(self, element: tuple[int, str, str]):
         from apache_beam.io.filesystems import FileSystems
@@ -480,7 +502,7 @@ class BuildInstances(beam.DoFn):
         max_seq, max_pred, want_tb = cfg.max_seq_length, cfg.max_predictions_per_seq, cfg.token_boundary
         random_doc = _window_sampler(window) if cfg.pair_task == "nsp" else None
         for dupe in range(cfg.dupe_factor):
-            insts = self.builder.build(prepared, dupe, inc, random_doc=random_doc)
+            insts = self.builder.build(prepared, dupe, self.build_inc, random_doc=random_doc)
             if insts:
                 inc("pretrain:instances", len(insts))
             for inst in insts:

@@ -173,6 +173,60 @@ def test_normalize_whitespace(text, expected):
     assert counts == ({"clean:normalized:whitespace": 1} if text != expected else {})
 
 
+# --- junk lines and punctuation runs ---------------------------------------------------
+
+@pytest.mark.parametrize("text,expected,lines,runs", [
+    ("正文\n-----\n下一段", "正文\n\n下一段", 1, 0),                  # separator line
+    ("正文\n= = = = =\n……\n────\n＊\n下一段", "正文\n\n\n\n\n下一段", 4, 0),
+    ("  \n正文", "  \n正文", 0, 0),                                   # spaces: not junk
+    ("第一章……………………5", "第一章……5", 0, 1),                          # dotted leader
+    ("他说——————对", "他说——对", 0, 1),                                # the dash pair
+    ("好。。。。。。吗?????", "好。。。吗???", 0, 2),
+    ("人民日报--------------加入", "人民日报---加入", 0, 1),
+    ("____和____", "___和___", 0, 2),
+    ("◆◆◆◆◆教你", "◆◆◆教你", 0, 1),
+    ("好！！！……——。。。", "好！！！……——。。。", 0, 0),        # up to 3: ordinary text
+    ("哈哈哈哈哈 00000 aaaa", "哈哈哈哈哈 00000 aaaa", 0, 0),       # letters, digits
+    ("1.\n(图)\n--", "1.\n(图)\n", 1, 0),
+])
+def test_remove_junk(text, expected, lines, runs):
+    out, counts = run(N.remove_junk, text)
+    assert out == expected
+    want = {}
+    if lines:
+        want["clean:edited:junk_lines"] = lines
+    if runs:
+        want["clean:edited:punct_runs"] = runs
+    assert counts == want
+
+
+def test_normalize_drops_junk_lines_and_folds_width_first():
+    # ＿＿＿＿ and －－－－ are full-width: folded to ASCII first, then junk.
+    c = CounterDict()
+    assert N.normalize("标题\n＿＿＿＿\n正文－－－－－结束\n\n……\n", c) == "标题\n正文---结束"
+    assert c.as_dict() == {"clean:edited:junk_lines": 2, "clean:edited:punct_runs": 1,
+                           "clean:normalized:whitespace": 1, "clean:normalized:width": 1}
+
+
+@pytest.mark.skipif(not (CORPUS / "news").is_dir(), reason="no corpus")
+def test_real_junk_is_gone():
+    """Every news/QA text of the shared corpus: after normalisation no line
+    lacks a letter or digit and no punctuation run reaches 4."""
+    import re
+    c = CounterDict()
+    n = 0
+    for path in sorted(CORPUS.glob("*/*.jsonl")):
+        for line in path.open(encoding="utf-8"):
+            rec = json.loads(line)
+            for field in ("content", "text", "answer", "desc"):
+                if isinstance(rec.get(field), str) and rec[field]:
+                    out = N.normalize(rec[field], c)
+                    n += 1
+                    assert not re.search(r"([^\w\s]|_)\1{3,}", out)
+                    assert all(re.search(r"[^\W_]", x) for x in out.split("\n") if x), out
+    assert n > 500 and c["clean:edited:punct_runs"] > 10
+
+
 # --- composition ------------------------------------------------------------------------
 
 def test_normalize_order_and_counters(t2s):

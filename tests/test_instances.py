@@ -62,9 +62,11 @@ def test_exact_instances_for_small_document(small):
     A = sentence 1, B = sentences 2-3, in order (label 0). B is longer, so it
     loses the 3 excess tokens: 天安 from the front (the rest of 天安门, 门, is
     a unit of its own) and ， from the back. 21 real tokens -> budget
-    round(3.15) = 3: the word 太阳 (2 tokens, one 80/10/10 decision) and 。.
-    Sentence 4 is left alone: a single segment with label 0 (no random-doc
-    negative), 8 tokens -> budget 1: its 。."""
+    round(3.15) = 3: the one-token words 爱 (random: 升), 门 ([MASK]) and 。
+    (random: 毛). Sentence 4 is left alone and has no clause mark: 8 tokens,
+    words 指引|我们|向前|进|。, cut at the word boundary nearest its middle
+    (after 我们, counted pairs:single_split_mid), in order; 8 real tokens ->
+    budget 1: 进 (kept as is, the 10% case)."""
     b, tok = small
     inc = CounterDict()
     prep = b.prepare("doc:1", SENTS, [spans_of(w) for w in WORDS], inc)
@@ -74,21 +76,21 @@ def test_exact_instances_for_small_document(small):
     assert len(insts) == 2
     first, second = insts
     text = lambda ids: " ".join(tok.inv_vocab[i] for i in ids)   # noqa: E731
-    assert text(first.input_ids) == ("[CLS] 我 爱 北 京 天 安 门 。 [SEP] "
-                                     "门 上 [MASK] [MASK] 升 [MASK] 伟 大 领 袖 毛 主 席 [SEP]")
+    assert text(first.input_ids) == ("[CLS] 我 升 北 京 天 安 门 。 [SEP] "
+                                     "[MASK] 上 太 阳 升 毛 伟 大 领 袖 毛 主 席 [SEP]")
     assert first.segment_ids == [0] * 10 + [1] * 14
-    assert first.masked_lm_positions == [12, 13, 15]
-    assert text(first.masked_lm_ids) == "太 阳 。"
+    assert first.masked_lm_positions == [2, 10, 15]
+    assert text(first.masked_lm_ids) == "爱 门 。"
     assert first.next_sentence_label == 0
-    assert text(second.input_ids) == "[CLS] 指 引 我 们 向 前 进 [MASK] [SEP]"
-    assert (second.segment_ids, second.masked_lm_positions) == ([0] * 10, [8])
-    assert text(second.masked_lm_ids) == "。" and second.next_sentence_label == 0
+    assert text(second.input_ids) == "[CLS] 指 引 我 们 [SEP] 向 前 进 。 [SEP]"
+    assert (second.segment_ids, second.masked_lm_positions) == ([0] * 6 + [1] * 5, [8])
+    assert text(second.masked_lm_ids) == "进" and second.next_sentence_label == 0
     assert first.token_boundary == [] and second.token_boundary == []
     assert (first.sort_key, second.sort_key) == (15214495579298963875, 3473798552530338294)
     assert inc.as_dict() == {
-        "instances:prepared": 1, "instances:built": 2, "instances:tokens": 34,
-        "instances:masked_tokens": 4, "instances:masked_units": 3,
-        "pairs:sop:in_order": 1, "pairs:single_segment": 1, "pairs:truncated": 1}
+        "instances:prepared": 1, "instances:built": 2, "instances:tokens": 35,
+        "instances:masked_tokens": 4, "instances:masked_units": 4,
+        "pairs:sop:in_order": 2, "pairs:single_split_mid": 1, "pairs:truncated": 1}
 
 
 def test_token_boundary_and_determinism(small, tmp_path):
@@ -97,10 +99,13 @@ def test_token_boundary_and_determinism(small, tmp_path):
                          dupe_factor=3, seed=7, token_boundary=True)
     bb = InstanceBuilder(cfg, tok)
     prep = bb.prepare("doc:1", SENTS, [spans_of(w) for w in WORDS])
-    first = bb.build(prep, 0)[0]
-    # Word starts: [CLS]0 我1 爱2 北3 天5 。8 [SEP]9 门10 上11 太12 升14 。15 伟16 领18 毛20.
-    assert [i for i, x in enumerate(first.token_boundary) if x] == [1, 2, 3, 5, 8, 10, 11, 12,
-                                                                    14, 15, 16, 18, 20]
+    first, second = bb.build(prep, 0)
+    # ALBERT's: 1 at [CLS], each [SEP] and each word start. [CLS]0 我1 爱2 北3
+    # 天5 。8 [SEP]9 门10 上11 太12 升14 。15 伟16 领18 毛20 [SEP]23.
+    assert [i for i, x in enumerate(first.token_boundary) if x] == [0, 1, 2, 3, 5, 8, 9, 10, 11,
+                                                                    12, 14, 15, 16, 18, 20, 23]
+    # [CLS]0 指1 我3 [SEP]5 向6 进8 。9 [SEP]10.
+    assert second.token_boundary == [1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 1]
     again = bb.build(prep, 0)
     assert again == bb.build(bb.prepare("doc:1", SENTS, [spans_of(w) for w in WORDS]), 0)
     assert again[0] == first                          # build does not mutate prepared
@@ -210,18 +215,19 @@ def test_properties_on_real_text(real, masking_kind, pair_task):
                 n = len(ids)
                 assert n <= cfg.max_seq_length and ids[0] == tok.cls_id and ids[-1] == tok.sep_id
                 seps = [i for i, x in enumerate(ids) if x == tok.sep_id]
-                assert len(seps) == (1 if pair_task == "none" or 1 not in inst.segment_ids else 2)
+                # SOP/NSP: always a pair (no single segment with a fixed label).
+                assert len(seps) == (1 if pair_task == "none" else 2)
                 assert inst.segment_ids == [0] * (seps[0] + 1) + [1] * (n - seps[0] - 1)
                 pos = inst.masked_lm_positions
                 assert pos == sorted(set(pos)) and len(pos) <= cfg.max_predictions_per_seq
                 no_pred += not pos
                 assert not set(pos) & ({0} | set(seps))
-                assert len(pos) <= masking.masked_lm_budget(n - 1 - len(seps), 0.15, 20)
+                assert len(pos) == masking.masked_lm_budget(n - 1 - len(seps), 0.15, 20)
                 assert not set(inst.masked_lm_ids) & (cjk_cont | specials)
                 assert not set(ids) & cjk_cont
                 assert all(0 <= x < len(tok.vocab) for x in ids + inst.masked_lm_ids)
-                assert len(inst.token_boundary) == n and inst.token_boundary[0] == 0
-                assert all(inst.token_boundary[p_] == 0 for p_ in seps)
+                assert len(inst.token_boundary) == n and inst.token_boundary[0] == 1
+                assert all(inst.token_boundary[p_] == 1 for p_ in seps)
                 labels.append(inst.next_sentence_label)
                 serialize_instance(inst, cfg.max_seq_length, cfg.max_predictions_per_seq, True)
         window.append(p)
@@ -229,19 +235,18 @@ def test_properties_on_real_text(real, masking_kind, pair_task):
     assert n_inst > (1000 if CORPUS.is_dir() else 100)
     got = inc.as_dict()
     assert got["instances:built"] == n_inst
-    # Only whole-word strategies can leave a short sequence without predictions.
-    assert got.get("instances:no_masked_tokens", 0) == no_pred
-    assert no_pred == 0 if masking_kind == "token" else no_pred < 0.02 * n_inst
+    assert no_pred == 0
     if pair_task == "none":
         assert set(labels) == {0}
     else:
-        # A sanity check (single segments are label 0); the exact 50% ± 1% is in test_pairs.
-        assert 0.3 < sum(labels) / len(labels) < 0.65
+        # A sanity check; 50% ± 1% over many instances: test_pairs, test_instance_quality.
+        assert 0.45 < sum(labels) / len(labels) < 0.55
 
 
 def test_wwm_masks_whole_jieba_words(real):
     """Masking real jieba units: each masked span is exactly one word (wwm) or
-    1..3 consecutive words of one segment (ngram)."""
+    1..3 consecutive words of one segment (ngram), except a last span that
+    is the prefix of a word when no whole word fits the budget's rest."""
     sents, spans, tok = real
     b = InstanceBuilder(InstanceConfig(), tok)
     preps = [b.prepare(str(i), s, sp) for i, (s, sp) in enumerate(zip(sents[:300], spans))]
@@ -255,7 +260,13 @@ def test_wwm_masks_whole_jieba_words(real):
                 bounds = [1]
                 for u in units:
                     bounds.append(bounds[-1] + u)
-                for a, e in m.spans:
+                spans = m.spans
+                if m.partial:
+                    # The budget's last tokens: a prefix of one longer word.
+                    a, e = spans[-1]
+                    spans = spans[:-1]
+                    assert a in bounds and e not in bounds and e < bounds[bounds.index(a) + 1]
+                for a, e in spans:
                     assert a in bounds and e in bounds
                     assert 1 <= bounds.index(e) - bounds.index(a) <= max_words
 

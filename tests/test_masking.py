@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from itertools import accumulate
 
 import pytest
 
@@ -15,10 +16,15 @@ CLS, SEP, MASK = 2, 3, 4
 REPLACE = list(range(5000, 10000))   # disjoint from input ids: "random" is recognisable
 
 
-def random_sequence(rng: random.Random, pair: bool = True, max_unit: int = 4):
+WORD_LENGTHS = (1, 1, 1, 2, 2, 3, 4)
+LONG_WORD_LENGTHS = (1, 2, 4, 6, 9)
+
+
+def random_sequence(rng: random.Random, pair: bool = True, max_unit: int = 4,
+                    lengths: tuple[int, ...] = WORD_LENGTHS):
     """[CLS] A [SEP] (B [SEP]) with random unit lengths and ids 1000..4999."""
     def seg():
-        return [min(max_unit, rng.choice([1, 1, 1, 2, 2, 3, 4])) for _ in range(rng.randint(1, 40))]
+        return [min(max_unit, rng.choice(lengths)) for _ in range(rng.randint(1, 40))]
     a = seg()
     ids = [CLS] + [rng.randrange(1000, 5000) for _ in range(sum(a))] + [SEP]
     segments = [(1, a)]
@@ -115,19 +121,22 @@ def test_per_word_decision_is_shared_by_the_unit():
 
 
 @pytest.mark.parametrize("strategy", ["token", "wwm", "ngram"])
-def test_selection_properties(strategy):
-    """Thousands of sequences: whole units only, budget always respected, greedy
-    maximal, specials never masked, labels are the original ids."""
+@pytest.mark.parametrize("lengths", [WORD_LENGTHS, LONG_WORD_LENGTHS])
+def test_selection_properties(strategy, lengths):
+    """Thousands of sequences: exactly the budget of predictions every time,
+    whole units except at most one word prefix (only when no whole unit fits
+    what is left), specials never masked, labels are the original ids."""
     cfg = MaskConfig(strategy=strategy, ngram=3)
     rng = random.Random(5)
     data = random.Random(6)
+    partials = 0
     for it in range(1500):
-        ids, segs = random_sequence(data, pair=it % 3 != 0)
+        ids, segs = random_sequence(data, pair=it % 3 != 0, max_unit=9, lengths=lengths)
         m = mask_sequence(ids, segs, cfg, rng, MASK, REPLACE)
         units = unit_list(segs)
         num_tokens = sum(sum(lens) for _, lens in segs)
         assert m.budget == masked_lm_budget(num_tokens, 0.15, 20)
-        assert len(m.positions) <= m.budget
+        assert len(m.positions) == m.budget
         assert m.positions == sorted(set(m.positions))
         assert m.labels == [ids[p] for p in m.positions]
         specials = {0} | {off - 1 for off, _ in segs[1:]} | {len(ids) - 1}
@@ -137,7 +146,21 @@ def test_selection_properties(strategy):
         starts = {u[1] for u in units}
         ends = {u[2] for u in units}
         taken_units = set()
-        for a, b in m.spans:
+        spans = m.spans
+        if m.partial:
+            # The last span: the first tokens of one untouched unit, which is
+            # longer than the span; every other untouched unit is too.
+            partials += 1
+            a, b = spans[-1]
+            spans = spans[:-1]
+            (owner,) = [u for u in units if u[1] == a]
+            assert owner[1] < b < owner[2]
+            whole = {p for x, y in spans for p in range(x, y)}
+            left = m.budget - len(whole)
+            assert left == b - a
+            assert all(u[2] - u[1] > left for u in units
+                       if not whole & set(range(u[1], u[2])))
+        for a, b in spans:
             if strategy == "token":
                 assert b == a + 1
                 continue
@@ -148,13 +171,73 @@ def test_selection_properties(strategy):
             assert len({u[0] for u in inside}) == 1
             assert len(inside) == 1 if strategy == "wwm" else 1 <= len(inside) <= 3
             taken_units.update(inside)
-        if strategy == "token":
-            assert len(m.positions) == m.budget
-        elif strategy == "wwm":
-            # Greedy: no untouched unit would still have fit.
-            left = m.budget - len(m.positions)
-            assert all(u[2] - u[1] > left for u in units if u not in taken_units)
-        assert m.token_boundary == [1 if i in starts else 0 for i in range(len(ids))]
+        assert m.token_boundary == [1 if i in starts or i in specials else 0
+                                    for i in range(len(ids))]
+    # Long words make prefixes necessary now and then; never with tokens.
+    if strategy == "token":
+        assert partials == 0
+    else:
+        assert (10 < partials < 50) if lengths == WORD_LENGTHS else 50 < partials < 200
+
+
+def test_word_longer_than_the_budget_gets_a_prefix_masked():
+    """[CLS] w1 w2 [SEP]: two 4-token words, 8 tokens -> budget 1. No whole
+    word fits: the first token of one of them is masked (never zero
+    predictions); across seeds both words are chosen."""
+    ids = [CLS] + list(range(1000, 1008)) + [SEP]
+    segs = [(1, [4, 4])]
+    firsts = Counter()
+    for seed in range(200):
+        for strategy in ("wwm", "ngram"):
+            m = mask_sequence(ids, segs, MaskConfig(strategy=strategy), random.Random(seed),
+                              MASK, REPLACE)
+            assert m.budget == 1 and len(m.positions) == 1 and m.partial
+            assert m.positions in ([1], [5]) and m.spans in ([(1, 2)], [(5, 6)])
+            firsts[m.positions[0]] += 1
+    assert firsts[1] > 150 and firsts[5] > 150
+    # 3 words of 3 tokens, budget round(1.35) = 1 with 9 tokens; with prob 0.5:
+    # budget round(4.5) = 4 -> one whole word (3) plus a 1-token prefix.
+    ids = [CLS] + list(range(1000, 1009)) + [SEP]
+    m = mask_sequence(ids, [(1, [3, 3, 3])], MaskConfig(masked_lm_prob=0.5), random.Random(1),
+                      MASK, REPLACE)
+    assert m.budget == 4 and len(m.positions) == 4 and m.partial
+    (w0, w1), (p0, p1) = m.spans
+    assert w1 - w0 == 3 and w0 in (1, 4, 7) and p1 - p0 == 1 and p0 in (1, 4, 7) and p0 != w0
+
+
+def test_ngram_fill_takes_whole_words_first():
+    """An n-gram overlapping a masked word is skipped even when its first word
+    alone would fit (ALBERT); the fill then takes such whole words, and a
+    prefix only when none fits."""
+    cfg = MaskConfig(strategy="ngram", masked_lm_prob=0.5, max_predictions_per_seq=80)
+    data = random.Random(3)
+    partial = 0
+    for seed in range(400):
+        lens = [data.choice([1, 2]) for _ in range(data.randint(2, 12))]
+        ids = [CLS] + [1000 + i for i in range(sum(lens))] + [SEP]
+        m = mask_sequence(ids, [(1, lens)], cfg, random.Random(seed), MASK, REPLACE)
+        assert len(m.positions) == m.budget
+        if m.partial:
+            partial += 1
+            # Only a 2-token word can need a prefix, and then no 1-token word
+            # was left unmasked.
+            masked = set(m.positions)
+            bounds = list(accumulate(lens, initial=1))
+            free = [(a, b) for a, b in zip(bounds, bounds[1:]) if not masked & set(range(a, b))]
+            assert all(b - a == 2 for a, b in free)
+    assert partial > 0
+
+
+def test_token_boundary_is_albert_s():
+    """1 at [CLS], at every [SEP] and at each word start; 0 inside words."""
+    ids = [CLS, 10, 11, 12, SEP, 20, 21, SEP]
+    segs = [(1, [1, 2]), (5, [2])]
+    assert masking.token_boundary_of(len(ids), segs) == [1, 1, 1, 0, 1, 1, 0, 1]
+    m = mask_sequence(ids, segs, MaskConfig(), random.Random(0), MASK, REPLACE)
+    assert m.token_boundary == [1, 1, 1, 0, 1, 1, 0, 1]
+    assert masking.token_boundary_of(3, [(1, [1])]) == [1, 1, 1]
+    assert mask_sequence(ids, segs, MaskConfig(), random.Random(0), MASK, REPLACE,
+                         with_boundary=False).token_boundary == []
 
 
 def test_ngram_lengths_are_mostly_short_and_never_cross_segments():

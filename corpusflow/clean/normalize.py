@@ -17,7 +17,12 @@ in the order below; the order matters:
    and the fallback variant may be Traditional, which T->S then converts.
 4. ``fold_width`` before whitespace (U+3000 becomes a space to collapse).
 5. ``to_simplified`` (OpenCC) on text that is free of markup.
-6. ``normalize_whitespace`` last: every rule above can leave spaces or empty
+6. ``remove_junk`` after width folding (``－－－－``, ``＿＿＿＿`` and ``．．．．``
+   are ASCII runs by then) and before whitespace, which drops the lines it
+   empties. It is the one line-level edit: it counts what it removed
+   (``clean:edited:junk_lines``, ``clean:edited:punct_runs``) instead of once
+   per document.
+7. ``normalize_whitespace`` last: every rule above can leave spaces or empty
    lines behind (``<br>`` -> newline, ``&nbsp;`` -> space, a removed ``-{H|..}-``).
 """
 
@@ -37,6 +42,9 @@ COUNTERS = register([
     "clean:normalized:width",
     "clean:normalized:t2s",
     "clean:normalized:whitespace",
+    # Line-level edits of remove_junk: how many lines / runs, not documents.
+    "clean:edited:junk_lines",
+    "clean:edited:punct_runs",
 ])
 
 # --------------------------------------------------------------------------
@@ -289,6 +297,65 @@ def to_simplified(text: str, converter: Any, inc: Inc) -> str:
 
 
 # --------------------------------------------------------------------------
+# Junk: separator lines, dotted leaders, long runs of one punctuation mark
+# --------------------------------------------------------------------------
+
+# A run of this many identical punctuation/symbol characters or more is junk
+# (dotted leaders "……………", separators "-----", "=====", "◆◆◆◆"). Three is the
+# longest run ordinary text uses ("！！！", "。。。", "???"; "……" and "——" are
+# two characters each), so it stays.
+JUNK_RUN_MIN = 4
+# Characters Chinese writes in pairs: a run of them collapses to the pair (the
+# ellipsis "……", the dash "——"); any other run to JUNK_RUN_KEEP characters.
+PAIRED_PUNCT = "…—"
+JUNK_RUN_KEEP = 3
+# "Punctuation" here is anything that is neither a letter, a digit (\w minus
+# "_") nor whitespace: Unicode P* and S* (·, ◆, ★, box drawing ─━│), and "_".
+_PUNCT_RUN_RE = re.compile(r"([^\w\s]|_)\1{%d,}" % (JUNK_RUN_MIN - 1))
+# A line with no letter and no digit (only punctuation, symbols and spaces):
+# a separator ("-----", "* * *", "────"), a dotted leader or a lone mark. It
+# carries no text, and as a sentence it would become an instance made of
+# punctuation tokens.
+_JUNK_LINE_RE = re.compile(r"^(?:[^\w\n]|_)+$", re.MULTILINE)
+
+
+def _collapse_run(m: re.Match) -> str:
+    c = m.group(1)
+    return c * (2 if c in PAIRED_PUNCT else JUNK_RUN_KEEP)
+
+
+def remove_junk(text: str, inc: Inc) -> str:
+    """Remove junk lines and collapse long runs of one punctuation character.
+
+    A line made only of punctuation, symbols and spaces (no letter, no digit)
+    is emptied (``normalize_whitespace`` then drops it), counted per line as
+    ``clean:edited:junk_lines``. In the lines that stay, a run of
+    ``JUNK_RUN_MIN`` (4) or more of the same punctuation/symbol character is
+    collapsed to 2 characters for ``…``/``—`` (the Chinese ellipsis and dash
+    are written as pairs) and to 3 for anything else ("。。。。。。" -> "。。。",
+    "-----------" -> "---"), counted per run as ``clean:edited:punct_runs``.
+    Collapsing, not deleting, keeps the run's place as a separator
+    ("人民日报------加入" must not become "人民日报加入").
+    """
+    lines = 0
+
+    def junk_line(m: re.Match) -> str:
+        nonlocal lines
+        if m.group().strip():
+            lines += 1
+            return ""
+        return m.group()   # spaces only: whitespace's business, not junk
+
+    out = _JUNK_LINE_RE.sub(junk_line, text)
+    out, runs = _PUNCT_RUN_RE.subn(_collapse_run, out)
+    if lines:
+        inc("clean:edited:junk_lines", lines)
+    if runs:
+        inc("clean:edited:punct_runs", runs)
+    return out
+
+
+# --------------------------------------------------------------------------
 # Whitespace
 # --------------------------------------------------------------------------
 
@@ -356,6 +423,7 @@ def normalize(text: str, inc: Inc, converter: Any = None) -> str:
     text = fold_width(text, inc)
     if converter is not None:
         text = to_simplified(text, converter, inc)
+    text = remove_junk(text, inc)
     return normalize_whitespace(text, inc)
 
 

@@ -3,7 +3,10 @@
 ``InstanceBuilder.prepare`` tokenizes a document once and maps the segmenter's
 word spans onto tokens (masking units, see ``masking``); ``build`` then makes one
 pass (``dupe_index``) of instances: packing and pairs (``pairs``), masking,
-and a sort key. Every pass has its own RNG seeded from ``(seed, doc id, pass)``
+and a sort key. An instance whose real tokens (not [CLS]/[SEP]) are more than
+half punctuation or symbols (``punct.is_punct_token``) is dropped before
+masking, counted ``instances:dropped:mostly_punct``; every instance kept has
+exactly its masking budget of predictions (``masking.mask_sequence``). Every pass has its own RNG seeded from ``(seed, doc id, pass)``
 through ``stable_hash64``, so any pass of any document can be rebuilt alone,
 on any worker, in any order.
 """
@@ -19,7 +22,7 @@ import numpy as np
 
 from corpusflow.counters import Inc, null_inc, register
 from corpusflow.document import stable_hash64
-from corpusflow.pretrain import masking
+from corpusflow.pretrain import masking, punct
 from corpusflow.pretrain.pairs import PAIR_TASKS, RandomDoc, Sentence, make_pairs
 from corpusflow.segment.base import Span
 
@@ -32,9 +35,9 @@ COUNTERS = register([
     "instances:tokens",
     "instances:masked_tokens",
     "instances:masked_units",
-    "instances:mask_under_budget",
-    "instances:no_masked_tokens",
+    "instances:dropped:mostly_punct",
     "mask:fallback:unaligned_word",
+    "mask:partial_word",
 ])
 
 REJECT_TOO_SHORT = "too_short_for_instance"
@@ -119,6 +122,8 @@ class InstanceBuilder:
         self.cls_id = tokenizer.vocab["[CLS]"]
         self.sep_id = tokenizer.vocab["[SEP]"]
         self.mask_id = tokenizer.vocab["[MASK]"]
+        self.punct_ids = punct.punct_ids(tokenizer.vocab)
+        self.clause_ids = punct.clause_ids(tokenizer.vocab)
         # Longest sentence piece: must fit [CLS] A [SEP] B [SEP].
         self.max_piece = config.max_seq_length - 3
 
@@ -259,14 +264,22 @@ class InstanceBuilder:
         rng = self.rng_for(prepared.doc_id, dupe_index)
         pairs = make_pairs(prepared.sentences, max_seq_length=cfg.max_seq_length,
                            short_seq_prob=cfg.short_seq_prob, pair_task=cfg.pair_task,
-                           rng=rng, random_doc=random_doc, inc=inc)
+                           rng=rng, random_doc=random_doc, inc=inc,
+                           clause_ids=self.clause_ids, punct_ids=self.punct_ids)
         out: list[Instance] = []
         cls_id, sep_id = self.cls_id, self.sep_id
-        n_tokens = n_masked = n_units = under = none = 0
+        is_punct = self.punct_ids.__contains__
+        n_tokens = n_masked = n_units = partial = dropped = 0
         key_prefix = f"sort\x1f{cfg.seed}\x1f{prepared.doc_id}\x1f{dupe_index}\x1f"
         want_tb = cfg.token_boundary
         for k, p in enumerate(pairs):
             la = len(p.a_ids)
+            n_punct = sum(map(is_punct, p.a_ids))
+            if p.b_ids is not None:
+                n_punct += sum(map(is_punct, p.b_ids))
+            if 2 * n_punct > la + len(p.b_ids or ()):
+                dropped += 1
+                continue
             ids = [cls_id] + p.a_ids + [sep_id]
             segments = [(1, p.a_units)]
             if p.b_ids is not None:
@@ -286,23 +299,16 @@ class InstanceBuilder:
             n_tokens += len(ids)
             n_masked += len(m.positions)
             n_units += m.units
-            if len(m.positions) < m.budget:
-                # Whole words larger than what is left of the budget are
-                # skipped, never split; a short sequence whose words are all
-                # longer than its budget gets no prediction at all (kept: its
-                # pair label still trains; the count tells how often).
-                under += 1
-                if not m.positions:
-                    none += 1
+            partial += m.partial
+        if dropped:
+            inc("instances:dropped:mostly_punct", dropped)
         if out:
             inc("instances:built", len(out))
             inc("instances:tokens", n_tokens)
             inc("instances:masked_tokens", n_masked)
             inc("instances:masked_units", n_units)
-            if under:
-                inc("instances:mask_under_budget", under)
-            if none:
-                inc("instances:no_masked_tokens", none)
+            if partial:
+                inc("mask:partial_word", partial)
         return out
 
     def build_all(self, prepared: PreparedDoc, inc: Inc = null_inc,

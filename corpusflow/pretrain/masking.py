@@ -145,9 +145,10 @@ class MaskResult:
     input_ids: list[int]          # with [MASK] / random / kept tokens
     positions: list[int]          # ascending
     labels: list[int]             # original ids at ``positions``
-    token_boundary: list[int]     # 1 at each unit's first token ([] if not asked)
+    token_boundary: list[int]     # 1 at [CLS]/[SEP] and each unit's first token ([] if not asked)
     budget: int
     spans: list[tuple[int, int]]  # the masked units/n-grams as [start, end), in choice order
+    partial: bool = False         # the last span is a prefix of a word (see ``_fill_budget``)
 
     @property
     def units(self) -> int:
@@ -176,9 +177,14 @@ def segment_units(segments: Sequence[tuple[int, Sequence[int]]],
 
 
 def token_boundary_of(length: int, segments: Sequence[tuple[int, Sequence[int]]]) -> list[int]:
-    """1 at the first token of each unit (word start or fallback token), else 0."""
-    out = [0] * length
+    """ALBERT's ``token_boundary``: 1 at the first token of each unit (word
+    start or fallback token) and at every position outside the segments
+    ([CLS] and each [SEP]: ALBERT's create_pretraining_data.py sets 1 there),
+    0 inside a word."""
+    out = [1] * length
     for off, lens in segments:
+        end = off + sum(lens)
+        out[off:end] = [0] * (end - off)
         for s in accumulate(lens[:-1], initial=off):
             out[s] = 1
     return out
@@ -199,6 +205,14 @@ def mask_sequence(input_ids: Sequence[int], segments: Sequence[tuple[int, Sequen
     overflows, skip if it overlaps an already masked word. The 80/10/10
     [MASK]/random/keep choice is made once per unit (``decision="per_word"``)
     or once per token (``"per_token"``).
+
+    The number of masked tokens is always exactly the budget,
+    ``min(max_pred, max(1, round(num_tokens * prob)))``: when the greedy pass
+    leaves part of it unused because every word left is longer than the rest
+    (a short sequence of long words; BERT then masks fewer tokens, and a
+    sequence whose every word exceeds a budget of 1 would get no prediction
+    at all), ``_fill_budget`` tops it up, whole unmasked words first, then a
+    prefix of one longer word (``MaskResult.partial``).
     """
     out = list(input_ids)
     num_tokens = 0
@@ -219,6 +233,12 @@ def mask_sequence(input_ids: Sequence[int], segments: Sequence[tuple[int, Sequen
             sampler = NgramSampler(cfg.ngram, cfg.ngram_dist)
         ustart, uend, seg_end = segment_units(segments, with_seg_end=True)
         chosen = _take_ngrams(ustart, uend, seg_end, budget, rng, sampler)
+    partial = False
+    if cfg.strategy != "token":
+        left = budget - sum(b - a for a, b in chosen)
+        if left > 0:
+            extra, partial = _fill_budget(ustart, uend, chosen, left, rng)
+            chosen += extra
 
     positions: list[int] = []
     per_token = cfg.decision == "per_token"
@@ -240,7 +260,48 @@ def mask_sequence(input_ids: Sequence[int], segments: Sequence[tuple[int, Sequen
     positions.sort()
     labels = [input_ids[i] for i in positions]
     boundary = token_boundary_of(len(out), segments) if with_boundary else []
-    return MaskResult(out, positions, labels, boundary, budget, chosen)
+    return MaskResult(out, positions, labels, boundary, budget, chosen, partial)
+
+
+def _fill_budget(ustart: list[int], uend: list[int], chosen: list[tuple[int, int]], left: int,
+                 rng: random.Random) -> tuple[list[tuple[int, int]], bool]:
+    """Spans that fill the ``left`` tokens the greedy selection could not.
+
+    First whole unmasked units that fit, in a random order: only n-gram
+    selection leaves such a unit (it skips an n-gram that overlaps a masked
+    word although its first word alone would fit; wwm's greedy pass has
+    already tried every unit). Then, if tokens are still left, every unmasked
+    unit is longer than what is left: the first ``left`` tokens of one of
+    them, drawn uniformly, are masked (a word prefix, so the budget holds
+    exactly; a prefix, not a random window, keeps the start of the word that
+    ``token_boundary`` marks). Returns the spans and whether a prefix was
+    used. The caller guarantees ``left`` <= the unmasked tokens.
+    """
+    covered: set[int] = set()
+    for a, b in chosen:
+        covered.update(range(a, b))
+    free = [u for u in range(len(ustart)) if ustart[u] not in covered]
+    rand = rng.random
+    out: list[tuple[int, int]] = []
+    fits = [u for u in free if uend[u] - ustart[u] <= left]
+    if fits:
+        taken: set[int] = set()
+        n = len(fits)
+        for i in range(n):
+            j = i + int(rand() * (n - i))
+            u = fits[j]
+            fits[j] = fits[i]
+            size = uend[u] - ustart[u]
+            if size <= left:
+                out.append((ustart[u], uend[u]))
+                taken.add(u)
+                left -= size
+                if not left:
+                    return out, False
+        free = [u for u in free if u not in taken]
+    u = free[int(rand() * len(free))]
+    out.append((ustart[u], ustart[u] + left))
+    return out, True
 
 
 def _take_units(ustart: list[int], uend: list[int], budget: int,
