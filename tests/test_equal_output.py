@@ -56,21 +56,26 @@ CONFIGS: dict[str, tuple[str, ...]] = {
 
 # sha256 over "path\tsha256(content)\n" lines of the shards (see ``digests``).
 PINNED_DOCS = {  # clean and dedup stages (the same for every configuration below)
-    "clean_docs": "0873e722e43f0000cc24ffedd07cbe4e8317fd319d738603ab83e956395aa236",
-    "docs": "9bb1cd9e0ad7dd3aaf77a5228f87a3fe720ea3370cf59c1c1b4dbd1c2ec7d75e",
+    "clean_docs": "4d528345458c36ef11b23d619e50e6ecb25b71dd14a8bf4cb67b88d47a0617b4",
+    "docs": "9d6693d0a2f1ee974c729237003c817d6963eabbdec9ef086fca9d57af0ba4dd",
 }
 PINNED_TFRECORDS = {
-    "jieba-wwm-sop": "340867b9cc6b0016e71bd18b15a19df54785f9bf965dc649ef86a13bcb4e7684",
-    "jieba-ngram-nsp": "36b72fb12428e820f7a37e12ad8ff5d53931a8a34cccf8d8bf123ac7a194d6a0",
-    "jieba-token-nsp-256-per_token": "d6f0d5b316aa31498bf27ba7b7bfacd5439b0b7cd80482fc767886839dd64948",
-    "jieba_rs-wwm-sop": "9820fd4a799f275bb513c158cf54ea8f440cfdd872e0b59f568f7a3457bd605b",
+    "jieba-wwm-sop": "ef9fe736214780c33cdd6ebd1a88b1bcad2492a10ba6b030ab0d421d8453c0e4",
+    "jieba-ngram-nsp": "9a396f468e8e303ae2b1c3787e9c7469a57c89f2eefd0346745aa538ed5c3100",
+    "jieba-token-nsp-256-per_token": "3cc5116b09cdc5dd65d3f14aff6119a6c703849cff352210c1e0371287869024",
+    "jieba_rs-wwm-sop": "3275b1819d4cc3fc0708f02b8f7bc7f2d552d5ed1f70edc11db393eafd7b24c1",
 }
 
 
 def _content(path: str) -> bytes:
     with open(path, "rb") as f:
         data = f.read()
-    return gzip.decompress(data) if path.endswith(".gz") else data
+    if not path.endswith(".gz"):
+        return data
+    # Documents record the path they were read from (meta.file), made absolute by
+    # the driver; digested relative to the checkout so the digests do not depend
+    # on where the repository is.
+    return gzip.decompress(data).replace(f'"{ROOT}/'.encode(), b'"')
 
 
 def digests(out: Path) -> dict[str, str]:
@@ -89,9 +94,8 @@ def digests(out: Path) -> dict[str, str]:
     return result
 
 
-# Relative input paths, read from the repository root: documents record the
-# path they were read from (meta.file), so absolute paths would make the docs
-# digests depend on where the repository is checked out.
+# Relative input paths, read from the repository root (the driver makes them
+# absolute; ``_content`` takes the checkout's root out of meta.file again).
 INPUTS = ["--input", "data/sample/*.jsonl", "--input", "data/sample/*.gz",
           "--input", "data/sample/*.txt"]
 

@@ -38,7 +38,7 @@ def test_one_huge_document_memory_is_linear_in_its_size(tmp_path):
     seg.inc = _NoCounters()
     seg.start_bundle()
     tracemalloc.start()
-    ((_, (words, n_docs)),) = list(seg.process((0, str(path))))
+    ((_, (words, n_docs, _crc)),) = list(seg.process((0, str(path))))
     _, seg_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert n_docs == 1

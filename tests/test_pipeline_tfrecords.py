@@ -197,11 +197,12 @@ def test_killed_in_late_stage_then_resumed_equals_clean_run(tmp_path, demo, afte
     import time
     clean_out, _ = demo
     out = tmp_path / "killed"
-    # Leftovers of an older run with another shard count must not survive.
+    # Leftovers of an older run with another shard count must not survive (a
+    # directory holding another run's files needs --overwrite).
     (out / "tfrecords").mkdir(parents=True)
     (out / "tfrecords" / "part-00000-of-00016.tfrecord").write_bytes(b"old")
     cmd = [sys.executable, "-m", "pipelines.build", *SAMPLE_ARGS, "--output", str(out), *TF_ARGS,
-           "--token_boundary", "--progress", "false"]
+           "--token_boundary", "--progress", "false", "--overwrite"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 300
