@@ -70,12 +70,7 @@ PINNED_TFRECORDS = {
 def _content(path: str) -> bytes:
     with open(path, "rb") as f:
         data = f.read()
-    if not path.endswith(".gz"):
-        return data
-    # Documents record the path they were read from (meta.file), made absolute by
-    # the driver; digested relative to the checkout so the digests do not depend
-    # on where the repository is.
-    return gzip.decompress(data).replace(f'"{ROOT}/'.encode(), b'"')
+    return gzip.decompress(data) if path.endswith(".gz") else data
 
 
 def digests(out: Path) -> dict[str, str]:
@@ -94,8 +89,9 @@ def digests(out: Path) -> dict[str, str]:
     return result
 
 
-# Relative input paths, read from the repository root (the driver makes them
-# absolute; ``_content`` takes the checkout's root out of meta.file again).
+# Relative input paths, read from the repository root: documents record the
+# path they were read from (meta.file), so absolute paths would make the docs
+# digests depend on where the repository is checked out.
 INPUTS = ["--input", "data/sample/*.jsonl", "--input", "data/sample/*.gz",
           "--input", "data/sample/*.txt"]
 
