@@ -372,6 +372,8 @@ def segmenter_options(b: BuildOptions) -> dict:
         opts["model_dir"] = b.ltp_model
         opts["batch_size"] = b.segment_batch_size
         opts["device"] = b.ltp_device
+        # Refused by default: a neural model's config.json names code LTP runs.
+        opts["trust_model_code"] = bool(b.trust_model_code)
     if b.user_dict:
         opts["user_dict"] = b.user_dict
     return opts

@@ -9,6 +9,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from typing import Optional
 
 import pytest
 
@@ -17,9 +18,11 @@ pytest.importorskip("ltp_extension")
 from corpusflow.segment.base import check_spans  # noqa: E402
 from corpusflow.segment.ltp_backend import (  # noqa: E402
     LTPSegmenter,
+    UntrustedModelCode,
     copy_model_dir,
     hash_model_dir,
 )
+from corpusflow.segment.registry import make_segmenter  # noqa: E402
 from corpusflow.segment.train import (  # noqa: E402
     main as train_main,
     read_segmented,
@@ -499,3 +502,92 @@ def test_block_word_starts_declines_with_user_dict(model_dir, tmp_path):
     s = LTPSegmenter(model_dir, user_dict=str(d))
     s.validate()
     assert s.block_word_starts([["我爱北京天安门广场。"]]) == [None]
+
+
+# -- code named by a model directory (trust_model_code) ---------------------------
+
+
+def _code_dir(path, model: dict, extra: Optional[dict] = None) -> str:
+    """A neural model directory whose config.json holds ``model`` (and ``extra``)."""
+    os.makedirs(path, exist_ok=True)
+    config = {"nerual": True, "model": model, "vocabs": {"cws": ["I-W", "B-W"]}, **(extra or {})}
+    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    with open(os.path.join(path, "pytorch_model.bin"), "wb"):
+        pass
+    return str(path)
+
+
+def _refusal(path: str, **kw) -> str:
+    with pytest.raises(UntrustedModelCode) as e:
+        LTPSegmenter(path, **kw).validate()
+    msg = str(e.value)
+    assert "\n" not in msg and os.path.join(path, "config.json") in msg and "--trust_model_code" in msg
+    return msg
+
+
+def test_config_naming_outside_code_is_refused_before_anything_runs(tmp_path):
+    marker = tmp_path / "marker"
+    top = _code_dir(tmp_path / "top", {"_ltp_target_": "os.system", "command": f"touch {marker}"})
+    msg = _refusal(top)
+    assert "config.model._ltp_target_ = 'os.system'" in msg
+    # Nested anywhere, under either key, and through the registry (the pipeline's path).
+    ltp_module = "ltp_core.models.ltp_model.LTPModule"
+    nested = _code_dir(tmp_path / "nested", {
+        "_ltp_target_": ltp_module, "heads": {"cws": {"_ltp_target_": "os.mkdir", "path": str(marker)}}})
+    assert "config.model.heads.cws._ltp_target_ = 'os.mkdir'" in _refusal(nested)
+    with pytest.raises(UntrustedModelCode, match="os.mkdir"):
+        make_segmenter("ltp", ltp_model=nested).validate()
+    hydra = _code_dir(tmp_path / "hydra", {"_ltp_target_": ltp_module},
+                      {"vocabs": {"cws": ["I-W", "B-W"], "x": [{"_target_": "builtins.exec"}]}})
+    assert "config.vocabs.x[0]._target_ = 'builtins.exec'" in _refusal(hydra)
+    # LTP's own resolver reaches any callable: refused although it lives in ltp_core.models.
+    resolver = _code_dir(tmp_path / "resolver", {
+        "_ltp_target_": "ltp_core.models.utils.instantiate.importlib.import_module", "name": "antigravity"})
+    assert "instantiate.importlib.import_module" in _refusal(resolver)
+    remote = _code_dir(tmp_path / "remote", {"_ltp_target_": ltp_module, "backbone": {
+        "_ltp_target_": "ltp_core.models.utils.load_transformers",
+        "config": {"model_type": "bert", "auto_map": {"AutoModel": "evil.Model"}}}})
+    assert "config.model.backbone.config.auto_map" in _refusal(remote)
+    not_a_name = _code_dir(tmp_path / "odd", {"_ltp_target_": ["os", "system"]})
+    assert "['os', 'system']" in _refusal(not_a_name)
+    assert not marker.exists()
+    # The segmenter's kind/identity read the same checked config.
+    with pytest.raises(UntrustedModelCode):
+        LTPSegmenter(top).kind
+
+
+def test_trust_model_code_reaches_ltp(tmp_path, train_sents):
+    """With the flag the named code really runs (the marker appears), so the
+    refusal above is what kept it from running; a name that only resolves to
+    an LTP module's import (torch.save) is refused at load time."""
+    neural_stack_or_skip()
+    import contextlib
+
+    chars = set("".join("".join(w) for w in train_sents))
+    real = write_random_neural_model(str(tmp_path / "real"), chars)
+    with open(os.path.join(real, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    marker = tmp_path / "marker"
+    config["model"]["heads"]["cws"] = {"_ltp_target_": "os.mkdir", "path": str(marker)}
+    evil = str(tmp_path / "evil")
+    shutil.copytree(real, evil)
+    with open(os.path.join(evil, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    _refusal(evil)
+    assert not marker.exists()
+    with contextlib.suppress(Exception):  # what LTP makes of a None head does not matter
+        make_segmenter("ltp", ltp_model=evil, trust_model_code=True).validate()
+    assert marker.is_dir()
+
+    config["model"]["heads"]["cws"] = {"_ltp_target_": "ltp_core.models.ltp_model.torch.save",
+                                       "obj": 1, "f": str(tmp_path / "saved")}
+    with open(os.path.join(evil, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    msg = _refusal(evil)
+    assert "which is torch.serialization.save, not one of LTP's own model classes" in msg
+    assert not (tmp_path / "saved").exists()
+    # LTP's real classes still load without the flag.
+    seg = LTPSegmenter(real)
+    seg.validate()
+    assert all(check_spans(s, sp) for s, sp in zip(["我爱北京。"], seg.segment_batch(["我爱北京。"])))

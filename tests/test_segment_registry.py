@@ -68,6 +68,9 @@ def test_ltp_options_and_alias(tmp_path):
     with pytest.raises(ValueError, match="does not take option.*hmm"):
         make_segmenter("ltp", model_dir="x", hmm=False)
     assert "ltp_model" in segmenter_options("ltp") and "model_dir" in segmenter_options("ltp")
+    # Code named by a model's config.json is refused unless asked for.
+    assert "trust_model_code" in segmenter_options("ltp") and seg.trust_model_code is False
+    assert make_segmenter("ltp", model_dir="x", trust_model_code=True).trust_model_code is True
     # Construction is cheap and checks nothing; validate() reports the bad path.
     with pytest.raises(FileNotFoundError, match="has no config.json"):
         seg.validate()
@@ -109,3 +112,16 @@ def test_jieba_user_dict_through_registry(tmp_path):
     with_dict = make_segmenter("jieba", user_dict=str(ud)).segment(s)
     assert check_spans(s, with_dict)
     assert (5, 11) in with_dict and (5, 11) not in plain
+
+
+@needs_ltp
+def test_build_passes_trust_model_code_to_ltp():
+    """pipelines.build hands --trust_model_code to the LTP segmenter (driver and workers)."""
+    from pipelines.build import segmenter_options as build_segmenter_options
+    from pipelines.options import BuildOptions
+
+    base = ["--input", "x", "--output", "y", "--segmenter", "ltp", "--ltp_model", "m"]
+    for extra, want in (([], False), (["--trust_model_code"], True), (["--trust_model_code", "false"], False)):
+        opts = build_segmenter_options(BuildOptions(base + extra))
+        assert opts["trust_model_code"] is want
+        assert make_segmenter("ltp", **opts).trust_model_code is want

@@ -15,8 +15,14 @@ directories are copied to a local temporary directory once per worker in
 ``setup()``. Nothing is ever fetched from a model hub.
 
 A neural ``config.json`` names Python callables that LTP imports and calls
-(``_ltp_target_``), and ``pytorch_model.bin`` is a pickle: only load model
-directories you trust.
+(``_ltp_target_``). Unless ``trust_model_code=True`` (``--trust_model_code``),
+a config is refused before anything is imported or called when any
+``_ltp_target_``/``_target_`` key anywhere in it names something other than
+LTP's own model classes (torch modules defined in ``ltp_core.models``, and its
+backbone builder ``ltp_core.models.utils.load_transformers``), or when it
+carries a transformers ``auto_map`` (remote code). ``pytorch_model.bin`` is a
+pickle: torch >= 2.6 loads it with ``weights_only=True`` (no code runs); an
+older torch is refused without the flag.
 """
 
 from __future__ import annotations
@@ -127,11 +133,113 @@ def copy_model_dir(src: str, dst: str) -> None:
             shutil.copyfileobj(fin, fout, 1 << 20)
 
 
-def read_config(model_dir: str) -> dict:
+# --------------------------------------------------------------------------
+# Code named by a model directory.
+
+TRUST_FLAG = "--trust_model_code"
+# Keys whose value names code to import and call: LTP's ``instantiate`` reads
+# ``_ltp_target_``; ``_target_`` is Hydra's spelling (LTP's training configs).
+_TARGET_KEYS = ("_ltp_target_", "_target_")
+# transformers' pointer to code shipped beside a model ("remote code").
+_CODE_MAP_KEYS = ("auto_map",)
+_LTP_TARGET = re.compile(r"ltp_core\.models(?:\.[A-Za-z_][A-Za-z0-9_]*)+\Z")
+# ltp_core.models.utils.instantiate holds LTP's resolver itself (``find_callable``,
+# ``instantiate``): naming it would reach any callable by another key.
+_NEVER = ("ltp_core.models.utils.instantiate",)
+_BACKBONE_BUILDER = "ltp_core.models.utils.load_transformers"
+
+
+class UntrustedModelCode(ValueError):
+    """A model directory names code outside LTP's own model classes."""
+
+
+def _refusal(cfg_path: str, where: str, what: Any, why: str) -> UntrustedModelCode:
+    return UntrustedModelCode(
+        f"LTP model config {cfg_path!r} names {where} = {what!r}, {why}; loading it would import and "
+        f"run that code: pass {TRUST_FLAG} (trust_model_code=True) only for a model directory you trust")
+
+
+def _code_keys(obj: Any, where: str = "config") -> list[tuple[str, Any]]:
+    """``(key path, value)`` of every target or code-map key, at any depth (dicts and lists)."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            path = f"{where}.{k}"
+            if k in _TARGET_KEYS or k in _CODE_MAP_KEYS:
+                found.append((path, v))
+            found += _code_keys(v, path)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            found += _code_keys(v, f"{where}[{i}]")
+    return found
+
+
+def check_model_code(config: dict, cfg_path: str) -> None:
+    """Refuse a config naming code outside ``ltp_core.models`` (nothing is imported).
+
+    Raises ``UntrustedModelCode`` (a ValueError; one line naming the file, the
+    key, the target and the flag).
+    """
+    for where, value in _code_keys(config):
+        if where.rsplit(".", 1)[-1] in _CODE_MAP_KEYS:
+            raise _refusal(cfg_path, where, value, "transformers code shipped with the model")
+        if not isinstance(value, str) or not _LTP_TARGET.match(value) or \
+                any(value == n or value.startswith(n + ".") for n in _NEVER):
+            raise _refusal(cfg_path, where, value, "which is not one of LTP's own model classes")
+
+
+def _resolve(target: str) -> Any:
+    """What LTP's ``find_callable`` returns for ``target``, without calling it.
+
+    Same search (longest importable module prefix, then attributes); only
+    called for targets ``check_model_code`` passed, so only ``ltp_core``
+    modules are imported.
+    """
+    module_path, attrs = target, []
+    while True:
+        module_path, attr = module_path.rsplit(".", 1)
+        attrs.insert(0, attr)
+        try:
+            obj = importlib.import_module(module_path)
+            break
+        except ImportError:
+            if "." not in module_path:
+                raise
+    for attr in attrs:
+        obj = getattr(obj, attr)
+    return obj
+
+
+def check_resolved_model_code(config: dict, cfg_path: str) -> None:
+    """After ``check_model_code``: each target must resolve to a torch module class
+    defined in ``ltp_core.models`` or to LTP's backbone builder, not to something
+    an LTP module merely imported (``ltp_core.models.ltp_model.torch.save``).
+    Needs ltp and torch importable."""
+    import torch
+
+    from ltp_core.models.utils import load_transformers
+
+    for where, target in _code_keys(config):
+        try:
+            obj = _resolve(target)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ValueError(f"LTP model config {cfg_path!r}: {where} = {target!r} cannot be found "
+                             f"({type(e).__name__}: {e})") from None
+        own_class = (isinstance(obj, type) and issubclass(obj, torch.nn.Module)
+                     and obj.__module__.startswith("ltp_core.models."))
+        if not (own_class or obj is load_transformers):
+            raise _refusal(cfg_path, where, target,
+                           f"which is {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)!s}, "
+                           "not one of LTP's own model classes")
+
+
+def read_config(model_dir: str, trust_model_code: bool = False) -> dict:
     """Read and check ``config.json`` of a local or remote model directory.
 
     Raises FileNotFoundError (no directory, no config.json, missing model file)
-    or ValueError (unreadable or malformed config) naming the path.
+    or ValueError (unreadable or malformed config) naming the path, and
+    ``UntrustedModelCode`` for a config naming code outside LTP's own model
+    classes unless ``trust_model_code`` (see ``check_model_code``).
     """
     if is_remote(model_dir):
         from apache_beam.io.filesystems import FileSystems
@@ -164,6 +272,8 @@ def read_config(model_dir: str) -> dict:
         raise ValueError(
             f"LTP model config {cfg_path!r} is corrupt: it needs a boolean \"nerual\" key "
             "(LTP's spelling; false for perceptron models, true for neural ones)")
+    if not trust_model_code:
+        check_model_code(config, cfg_path)
 
     def join(name: str) -> str:
         if is_remote(model_dir):
@@ -267,13 +377,15 @@ class LTPSegmenter(Segmenter):
         max_chars: longer sentences fall back to characters (counted).
         parallelism: let the perceptron use all cores for a batch (rayon). Off by
             default: a Beam worker already runs one process or thread per core.
+        trust_model_code: load a neural model whose config.json names code
+            outside LTP's own model classes (refused by default: loading runs it).
     """
 
     name = "ltp"
 
     def __init__(self, model_dir: str, batch_size: int = 256, device: str = "cpu",
                  user_dict: Optional[str] = None, max_chars: int = DEFAULT_MAX_CHARS,
-                 parallelism: bool = False) -> None:
+                 parallelism: bool = False, trust_model_code: bool = False) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -283,6 +395,7 @@ class LTPSegmenter(Segmenter):
         self.user_dict = user_dict
         self.max_chars = max_chars
         self.parallelism = parallelism
+        self.trust_model_code = trust_model_code
         self._identity: Optional[dict] = None
         self._config: Optional[dict] = None
         # Loaded state (per worker, never pickled).
@@ -301,7 +414,7 @@ class LTPSegmenter(Segmenter):
     def kind(self) -> str:
         """``perceptron`` or ``neural`` (reads config.json)."""
         if self._config is None:
-            self._config = read_config(self.model_dir)
+            self._config = read_config(self.model_dir, self.trust_model_code)
         return "neural" if self._config["nerual"] else "perceptron"
 
     def validate(self, load: bool = True) -> None:
@@ -312,7 +425,7 @@ class LTPSegmenter(Segmenter):
         model is also loaded once (in a child process for perceptron models,
         whose loader aborts the process on a corrupt file) and released.
         """
-        self._config = read_config(self.model_dir)
+        self._config = read_config(self.model_dir, self.trust_model_code)
         if self.user_dict is not None:
             if is_remote(self.user_dict):
                 from apache_beam.io.filesystems import FileSystems
@@ -359,7 +472,7 @@ class LTPSegmenter(Segmenter):
         """Load the model once (idempotent); copies a remote directory first."""
         if self._model is not None:
             return
-        config = read_config(self.model_dir)
+        config = read_config(self.model_dir, self.trust_model_code)
         self._config = config
         local, tmp = self._localize()
         try:
@@ -395,6 +508,18 @@ class LTPSegmenter(Segmenter):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"device {self.device!r} requested but torch sees no CUDA device")
+        if not self.trust_model_code:
+            cfg_path = os.path.join(local, CONFIG_NAME)
+            with open(cfg_path, encoding="utf-8") as f:
+                # The local copy is what LTP reads: check that, not the original.
+                config = json.load(f)
+            check_model_code(config, cfg_path)
+            check_resolved_model_code(config, cfg_path)
+            if tuple(int(x) for x in re.findall(r"\d+", torch.__version__)[:2]) < (2, 6):
+                raise UntrustedModelCode(
+                    f"LTP model {os.path.join(local, NEURAL_WEIGHTS_NAME)!r} is a pickle and torch "
+                    f"{torch.__version__} (< 2.6) loads it with code execution allowed: upgrade torch, "
+                    f"or pass {TRUST_FLAG} (trust_model_code=True) for a model directory you trust")
         # LTP prints "Loading weights from local directory" on every load.
         with contextlib.redirect_stdout(io.StringIO()):
             model = ltp.LTP(local)
