@@ -56,8 +56,8 @@ CONFIGS: dict[str, tuple[str, ...]] = {
 
 # sha256 over "path\tsha256(content)\n" lines of the shards (see ``digests``).
 PINNED_DOCS = {  # clean and dedup stages (the same for every configuration below)
-    "clean_docs": "4d528345458c36ef11b23d619e50e6ecb25b71dd14a8bf4cb67b88d47a0617b4",
-    "docs": "9d6693d0a2f1ee974c729237003c817d6963eabbdec9ef086fca9d57af0ba4dd",
+    "clean_docs": "fd5cab37593bf8eac6b5a2301ae71dbb76b9f40fcbed3631c4f0385b9a5bad09",
+    "docs": "d24a2c004224b9da18ba8e85882dd5b9a214a1a83582fb5f525271c9e76190d8",
 }
 PINNED_TFRECORDS = {
     "jieba-wwm-sop": "ef9fe736214780c33cdd6ebd1a88b1bcad2492a10ba6b030ab0d421d8453c0e4",
@@ -70,7 +70,12 @@ PINNED_TFRECORDS = {
 def _content(path: str) -> bytes:
     with open(path, "rb") as f:
         data = f.read()
-    return gzip.decompress(data) if path.endswith(".gz") else data
+    if not path.endswith(".gz"):
+        return data
+    # Documents record the path they were read from (meta.file), made absolute by
+    # the driver; digested relative to the checkout so the digests do not depend
+    # on where the repository is.
+    return gzip.decompress(data).replace(f'"{ROOT}/'.encode(), b'"')
 
 
 def digests(out: Path) -> dict[str, str]:
@@ -89,9 +94,8 @@ def digests(out: Path) -> dict[str, str]:
     return result
 
 
-# Relative input paths, read from the repository root: documents record the
-# path they were read from (meta.file), so absolute paths would make the docs
-# digests depend on where the repository is checked out.
+# Relative input paths, read from the repository root (the driver makes them
+# absolute; ``_content`` takes the checkout's root out of meta.file again).
 INPUTS = ["--input", "data/sample/*.jsonl", "--input", "data/sample/*.gz",
           "--input", "data/sample/*.txt"]
 
