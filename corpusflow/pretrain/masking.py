@@ -224,21 +224,19 @@ def mask_sequence(input_ids: Sequence[int], segments: Sequence[tuple[int, Sequen
         starts: list[int] = []
         for off, lens in segments:
             starts += range(off, off + sum(lens))
-        chosen = _take_units(starts, [s + 1 for s in starts], budget, rng)
+        chosen, taken = _take_units(starts, [s + 1 for s in starts], budget, rng)
     elif cfg.strategy == "wwm":
         ustart, uend, _ = segment_units(segments)
-        chosen = _take_units(ustart, uend, budget, rng)
+        chosen, taken = _take_units(ustart, uend, budget, rng)
     else:
         if sampler is None:
             sampler = NgramSampler(cfg.ngram, cfg.ngram_dist)
         ustart, uend, seg_end = segment_units(segments, with_seg_end=True)
-        chosen = _take_ngrams(ustart, uend, seg_end, budget, rng, sampler)
+        chosen, taken = _take_ngrams(ustart, uend, seg_end, budget, rng, sampler)
     partial = False
-    if cfg.strategy != "token":
-        left = budget - sum(b - a for a, b in chosen)
-        if left > 0:
-            extra, partial = _fill_budget(ustart, uend, chosen, left, rng)
-            chosen += extra
+    if cfg.strategy != "token" and taken < budget:
+        extra, partial = _fill_budget(ustart, uend, chosen, budget - taken, rng)
+        chosen += extra
 
     positions: list[int] = []
     per_token = cfg.decision == "per_token"
@@ -285,7 +283,7 @@ def _fill_budget(ustart: list[int], uend: list[int], chosen: list[tuple[int, int
     out: list[tuple[int, int]] = []
     fits = [u for u in free if uend[u] - ustart[u] <= left]
     if fits:
-        taken: set[int] = set()
+        used: set[int] = set()
         n = len(fits)
         for i in range(n):
             j = i + int(rand() * (n - i))
@@ -294,19 +292,20 @@ def _fill_budget(ustart: list[int], uend: list[int], chosen: list[tuple[int, int
             size = uend[u] - ustart[u]
             if size <= left:
                 out.append((ustart[u], uend[u]))
-                taken.add(u)
+                used.add(u)
                 left -= size
                 if not left:
                     return out, False
-        free = [u for u in free if u not in taken]
+        free = [u for u in free if u not in used]
     u = free[int(rand() * len(free))]
     out.append((ustart[u], ustart[u] + left))
     return out, True
 
 
 def _take_units(ustart: list[int], uend: list[int], budget: int,
-                rng: random.Random) -> list[tuple[int, int]]:
-    """Greedy over a random order of the units; returns the chosen ``(start, end)``.
+                rng: random.Random) -> tuple[list[tuple[int, int]], int]:
+    """Greedy over a random order of the units; returns the chosen ``(start, end)``
+    and how many tokens they hold.
 
     A partial Fisher-Yates shuffle: each step draws the next unit uniformly
     from those not yet visited, so the visiting order is that of a full
@@ -329,12 +328,13 @@ def _take_units(ustart: list[int], uend: list[int], budget: int,
         taken += b - a
         if taken >= budget:
             break
-    return chosen
+    return chosen, taken
 
 
 def _take_ngrams(ustart: list[int], uend: list[int], seg_end: list[int], budget: int,
-                 rng: random.Random, sampler: NgramSampler) -> list[tuple[int, int]]:
-    """ALBERT's n-gram selection over whole words; n-grams never cross a segment."""
+                 rng: random.Random, sampler: NgramSampler) -> tuple[list[tuple[int, int]], int]:
+    """ALBERT's n-gram selection over whole words; n-grams never cross a segment.
+    Returns the chosen ``(start, end)`` and how many tokens they hold."""
     nw = len(ustart)
     covered = [False] * nw
     order = list(range(nw))
@@ -362,4 +362,4 @@ def _take_ngrams(ustart: list[int], uend: list[int], seg_end: list[int], budget:
         taken += size
         if taken >= budget:
             break
-    return chosen
+    return chosen, taken

@@ -47,7 +47,8 @@ closed joins that chunk instead when it has no clause mark and fits
 (``pairs:single_merged``). All of this is decided before the SOP/NSP coin, so
 neither a cut nor a drop depends on the label: the labels stay 50/50 over all
 instances. An NSP random-next chunk of one sentence keeps the whole sentence
-as A. Cuts are between units (whole words), never inside one.
+as A (the cut, chosen and counted before the coin, is then unused). Cuts are
+between units (whole words), never inside one.
 
 Pairs over the limit lose tokens from the longer segment, front or back by a
 coin flip per token (BERT's ``truncate_seq_pair``; see ``truncate_pair``).
@@ -183,12 +184,14 @@ def clause_cuts(sentence: Sentence, clause_ids: frozenset[int],
     """Token offsets right after a clause mark that end a unit, leaving a
     token outside ``punct_ids`` on both sides (candidate one-sentence cuts)."""
     ids, units = sentence
-    if not clause_ids:
+    if clause_ids.isdisjoint(ids):           # the common case, checked in C
+        return []
+    marks = [b for b in accumulate(units[:-1]) if ids[b - 1] in clause_ids]
+    if not marks:
         return []
     content = _content_prefix(ids, punct_ids)
     total = content[-1]
-    return [b for b in accumulate(units[:-1])
-            if ids[b - 1] in clause_ids and 0 < content[b] < total]
+    return [b for b in marks if 0 < content[b] < total]
 
 
 def mid_cut(sentence: Sentence, punct_ids: frozenset[int] = frozenset()) -> Optional[int]:
