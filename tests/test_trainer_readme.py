@@ -111,6 +111,19 @@ def test_documented_config_paths_exist():
             assert (REPO / rel).is_file(), f"{doc.name} names {rel}, which does not exist"
 
 
+def test_shipped_configs_fit_the_default_pipeline_output(pipeline_out):
+    """The shipped 21,128-token configs pass every start check against a default build (the bundled vocab)."""
+    from trainer_hooks import data
+    from trainer_hooks.config import CONFIG_DIR, ModelConfig
+    manifest = data.load_manifest(str(pipeline_out / "manifest.json"))
+    shards = data.resolve_shards(str(pipeline_out / "tfrecords" / "*"), manifest)
+    names = sorted(os.listdir(CONFIG_DIR))
+    assert len(names) == 5, names
+    for name in names:
+        data.check_run(manifest, ModelConfig.from_json_file(os.path.join(CONFIG_DIR, name)), shards, 2)
+    assert data.manifest_vocab_file(manifest) is not None  # export's default vocab: the manifest's
+
+
 def test_documented_trainer_commands_run(pipeline_out, tmp_path, monkeypatch, capsys):
     from corpusflow.tokenize import DEFAULT_VOCAB
     monkeypatch.chdir(REPO)  # documented relative paths (trainer_hooks/configs/...) are from the repo root

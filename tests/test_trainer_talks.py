@@ -59,7 +59,21 @@ def test_progress_checkpoint_and_precision_lines(run, tmp_path, capfd):
     if tf.config.list_physical_devices("GPU"):
         assert warnings == []
     else:
-        assert len(warnings) == 1 and "slow" in warnings[0] and warnings[0].startswith("[trainer] warning:")
+        expected = pretrain.precision_warning("bf16", False, pretrain.cpu_flags())
+        assert warnings == [f"[trainer] {expected}"]
+
+
+def test_precision_warning_names_the_cpu_case():
+    assert pretrain.precision_warning("fp32", False, set()) is None
+    assert pretrain.precision_warning("bf16", True, set()) is None
+    slow = pretrain.precision_warning("bf16", False, {"avx2", "fma"})
+    assert slow.startswith("warning: --precision bf16 without a GPU is slow") and "no amx_bf16/avx512_bf16" in slow
+    native = pretrain.precision_warning("fp16", False, {"avx2", "avx512_fp16"})
+    assert "has avx512_fp16 and runs it natively" in native and "slower than fp32" in native
+    assert pretrain.precision_warning("fp16", False, {"avx512_bf16"}).startswith(  # bf16 units do not run fp16
+        "warning: --precision fp16 without a GPU is slow")
+    unknown = pretrain.precision_warning("bf16", False, None)
+    assert "slow unless this CPU has amx_bf16/avx512_bf16" in unknown
 
 
 def test_fp32_prints_no_precision_warning(run, tmp_path, capfd):
@@ -120,9 +134,9 @@ def test_help_shows_every_default(capsys):
     with pytest.raises(SystemExit) as done:
         pretrain.parse_args(["--help"])
     assert done.value.code == 0
-    out = capsys.readouterr().out
-    for expected in ("--log_every LOG_EVERY", "(default: 100)", "(default: lamb)", "(default: 1000)",
-                     "--num_warmup_steps NUM_WARMUP_STEPS\n                        linear LR warmup from 0 (default: 0)"):
+    out = " ".join(capsys.readouterr().out.split())  # independent of the terminal width's line wrapping
+    for expected in ("--log_every LOG_EVERY progress line", "ETA) (default: 100)", "(default: lamb)",
+                     "--num_warmup_steps NUM_WARMUP_STEPS linear LR warmup from 0 (default: 0)"):
         assert expected in out, expected
     assert "--debug_" not in out
 

@@ -12,6 +12,9 @@ by the number of processes (linear scaling; ``--no_lr_scaling`` turns that off),
 
 Writes to OUT: ``ckpt-*`` checkpoints (model, optimizer, loss scale, step, input position, dropout RNG state),
 ``train/`` TensorBoard events and ``train_log.jsonl`` (rank 0 only), ``model_config.json`` and ``run_args.json``.
+Rank 0 reports on stderr: a progress line every ``--log_every`` steps and at the last one (step, mean loss and
+accuracies since the previous line, examples/s, ETA) and a line per checkpoint. A resumed run first drops the
+steps after its checkpoint from ``train_log.jsonl`` and the TensorBoard events, so each step is recorded once.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning_rate", type=float, default=1e-4, help="peak LR for one process")
     p.add_argument("--optimizer", choices=("lamb", "adamw"), default="lamb", help="both with decoupled weight decay")
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
-                   help="bf16/fp16: mixed precision with float32 variables (meant for GPUs; slow on CPUs)")
+                   help="bf16/fp16: mixed precision with float32 variables, meant for GPUs (slow on CPUs without "
+                        "bf16/fp16 instructions)")
     p.add_argument("--horovod", action="store_true", help="data parallel under horovodrun")
     p.add_argument("--num_warmup_steps", type=int, default=0, help="linear LR warmup from 0")
     p.add_argument("--poly_power", type=float, default=1.0, help="polynomial decay power after warmup")
@@ -272,7 +276,7 @@ class Trainer:
         log_path = os.path.join(args.model_dir, "train_log.jsonl")
         start_step = int(self.step.numpy())
         writer = None
-        progress = Progress(args.num_train_steps, start_step, self.global_batch, self.pair_task)
+        progress = Progress(args.num_train_steps, self.global_batch, self.pair_task)
         if self.is_chief:
             # Steps after the restored checkpoint are about to be redone: their log lines and TensorBoard
             # events go, so that every step is recorded exactly once.
@@ -343,12 +347,11 @@ def _say(message: str) -> None:
 class Progress:
     """The numbers of the progress line: means over the steps since the previous line, ETA from their pace."""
 
-    def __init__(self, total_steps: int, start_step: int, global_batch: int, pair_task: str) -> None:
+    def __init__(self, total_steps: int, global_batch: int, pair_task: str) -> None:
         self.total, self.global_batch = total_steps, global_batch
         self.pair_key = f"{pair_task}_accuracy" if pair_task != "none" else None
         self.started = self.window_start = time.perf_counter()
         self.window: list[dict] = []
-        self.skipped = 0
 
     def add(self, record: dict) -> None:
         self.window.append(record)
@@ -384,6 +387,44 @@ def _duration(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s}s"
+
+
+# CPU instruction sets (Linux /proc/cpuinfo flag names) that run each reduced precision natively.
+NATIVE_CPU_FLAGS = {"bf16": ("amx_bf16", "avx512_bf16"), "fp16": ("amx_fp16", "avx512_fp16")}
+
+
+def cpu_flags() -> Optional[set[str]]:
+    """The CPU's feature flags from /proc/cpuinfo, or None where that file does not exist (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return set()
+
+
+def precision_warning(precision: str, have_gpu: bool, flags: Optional[set[str]]) -> Optional[str]:
+    """The one line printed for ``--precision bf16|fp16`` without a GPU (None for fp32 or with a GPU).
+
+    Mixed precision is meant for GPUs. A CPU without the matching instructions emulates the 16-bit math and runs
+    slower than fp32; one with them (AMX / AVX512_BF16 / AVX512_FP16) can run faster (measured on a Xeon with
+    AMX: bf16 1.5-2x fp32, bench/trainer_bench.py), so the line says which case this machine is.
+    """
+    if precision == "fp32" or have_gpu:
+        return None
+    native = NATIVE_CPU_FLAGS[precision]
+    head = f"warning: --precision {precision} without a GPU"
+    if flags is None:
+        return (f"{head}: slow unless this CPU has {'/'.join(native)} instructions (otherwise TensorFlow "
+                "emulates them and runs slower than fp32)")
+    have = [f for f in native if f in flags]
+    if not have:
+        return (f"{head} is slow: this CPU has no {'/'.join(native)} instructions, so TensorFlow emulates "
+                f"{precision} and runs slower than fp32")
+    return (f"{head}: this CPU has {'/'.join(have)} and runs it natively (often faster than fp32 here); "
+            "CPUs without those instructions run it slower than fp32")
 
 
 def load_config(path: str, manifest: data.Manifest, announce: bool = True) -> ModelConfig:
@@ -485,9 +526,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _configure_threads(args, dist.local_size)
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
-    if dist.rank == 0 and args.precision != "fp32" and not tf.config.list_physical_devices("GPU"):
-        _say(f"warning: --precision {args.precision} without a GPU is slow: mixed precision pays off on GPUs, "
-             "on CPUs it adds casts and usually runs slower than fp32")
+    if dist.rank == 0:
+        warning = precision_warning(args.precision, bool(tf.config.list_physical_devices("GPU")), cpu_flags())
+        if warning:
+            _say(warning)
     try:
         trainer = Trainer(args, dist)
     except data.InputRefused as e:
