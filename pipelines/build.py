@@ -58,7 +58,8 @@ class EmptyRunError(RuntimeError):
 
 # ------------------------------------------------------------------ config
 _CLEAN_KEYS = ("input_format", "input_encoding", "max_record_mb", "t2s", "min_chars",
-               "max_chars", "min_cjk_ratio", "max_repeated_line_ratio")
+               "max_chars", "min_cjk_ratio", "max_repeated_line_ratio", "pii", "quality_model",
+               "min_quality")
 _DEDUP_KEYS = ("exact_dedup", "line_dedup", "line_dedup_min_chars", "near_dedup",
                "minhash_threshold", "decontaminate", "docs_format", "num_doc_shards")
 # Batch and block sizes and the LTP device are left out: words do not depend on them.
@@ -184,7 +185,8 @@ def run_clean(ctx: Ctx, files: list[dict]) -> dict:
     b = ctx.b
     clean_config = CleanConfig(t2s=b.t2s, min_chars=b.min_chars, max_chars=b.max_chars,
                                min_cjk_ratio=b.min_cjk_ratio,
-                               max_repeated_line_ratio=b.max_repeated_line_ratio)
+                               max_repeated_line_ratio=b.max_repeated_line_ratio, pii=b.pii,
+                               quality_model=b.quality_model, min_quality=b.min_quality)
     prefix = f"{ctx.out}/stages/clean/docs"
     p = _pipeline(ctx)
     res = (p | "InputFiles" >> beam.Create([f["path"] for f in files])
@@ -654,6 +656,9 @@ def _stage_hashes(b: BuildOptions, files: list[dict], seg_id: Optional[dict],
                   vocab: Optional[dict]) -> dict[str, str]:
     opts = b.get_all_options()
     clean_cfg = {k: opts[k] for k in _CLEAN_KEYS}
+    if b.quality_model:  # the model's bytes, not only its path, shape the clean stage
+        from corpusflow.quality.model import model_digest
+        clean_cfg["quality_model"] = [b.quality_model, model_digest(b.quality_model)]
     # Paths and sizes: an edited input with the same size is caught by its
     # fingerprint (resume_plan), which names what changed.
     clean_cfg["inputs"] = [{"path": f["path"], "size": f["size"]} for f in files]

@@ -145,7 +145,7 @@ def absolutize(b: BuildOptions) -> None:
     b.input = [_abs(g) for g in b.input or []]
     b.output = _abs(b.output)
     b.decontaminate = [_abs(g) for g in b.decontaminate] if b.decontaminate else b.decontaminate
-    for name in ("vocab_file", "ltp_model", "user_dict"):
+    for name in ("vocab_file", "ltp_model", "user_dict", "quality_model"):
         setattr(b, name, _abs(getattr(b, name)))
 
 
@@ -191,6 +191,15 @@ def validate(b: BuildOptions) -> None:
     need(bool(re.fullmatch(r"cpu|auto|cuda(:\d+)?", b.ltp_device or "")),
          f"--ltp_device must be cpu, cuda, cuda:N or auto, got {b.ltp_device!r}")
     need(b.random_seed >= 0, f"--random_seed must be >= 0, got {b.random_seed}")
+    if b.min_quality is not None:
+        need(0.0 <= b.min_quality <= 1.0, f"--min_quality must be in [0, 1], got {b.min_quality}")
+        need(bool(b.quality_model), "--min_quality needs --quality_model DIR")
+    if b.quality_model:
+        from corpusflow.quality.model import ModelError, load_model
+        try:
+            load_model(b.quality_model)  # refused here, before any stage, with one line
+        except ModelError as e:
+            raise UsageError(str(e)) from None
 
 
 def main_help_text() -> str:

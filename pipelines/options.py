@@ -79,6 +79,15 @@ class BuildOptions(PipelineOptions):
                        help="Documents with a smaller share of CJK characters are filtered (0..1).")
         c.add_argument("--max_repeated_line_ratio", type=float, default=0.3,
                        help="Documents with a larger share of repeated lines are filtered (0..1).")
+        c.add_argument("--pii", default="redact", choices=["redact", "tag", "drop_doc", "off"],
+                       help="Personal data (IDs, phones, e-mails, cards...): replace with typed "
+                            "placeholders, tag spans in meta.pii, drop the document, or leave it.")
+        c.add_argument("--quality_model", default=None, metavar="DIR",
+                       help="Quality model directory (python -m corpusflow.quality.train): adds "
+                            "meta.quality.score.")
+        c.add_argument("--min_quality", type=float, default=None,
+                       help="Documents whose quality score is below this are filtered as low_quality "
+                            "(0..1; needs --quality_model).")
 
         d = parser.add_argument_group("corpusflow: deduplication (stage dedup)")
         d.add_argument("--exact_dedup", type=str2bool, default=True, metavar="true|false",

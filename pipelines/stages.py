@@ -23,6 +23,7 @@ from apache_beam import pvalue
 from corpusflow import counters
 from corpusflow.document import Document, Reject, stable_hash64
 from corpusflow.dedup.exact import line_keys, remove_lines
+from corpusflow.quality.step import add_stats as add_quality_stats
 from pipelines import dedup_join as dj
 from pipelines.beam_util import BeamInc, dumps, iter_json_lines
 from pipelines.progress import Progress
@@ -111,6 +112,8 @@ class ReadAndClean(beam.DoFn):
     def start_bundle(self) -> None:
         self.stats = StageStats()
         self.clean_inc = self.stats.edit_inc(self.inc)
+        from corpusflow.pii.step import stats_inc
+        self.clean_inc = stats_inc(self.stats.data, self.clean_inc)  # clean:pii:* -> stats "pii"
 
     def process(self, path: str):
         from corpusflow.io.readers import read_file
@@ -129,6 +132,7 @@ class ReadAndClean(beam.DoFn):
                 yield pvalue.TaggedOutput(REJECTS, out.to_json())
             else:
                 st.doc_out(out.source, out.text)
+                add_quality_stats(st.data, out.source, out.meta)
                 yield out.to_json()
 
     def finish_bundle(self):

@@ -37,7 +37,11 @@ def test_kept_document(cleaner):
     assert out == Document(
         id="wiki:1", source="wiki", title="标题",
         text="数学是利用符号语言研究数量、结构、变化以及空间等概念的一门学科。\n第2段 内容。",
-        meta={"file": "f.jsonl", "line": 3})
+        # Issue 20: kept documents carry meta.quality (38 non-space characters:
+        # 33 CJK, 4 punctuation marks, 2 sentences; nothing repeated, no boilerplate).
+        meta={"file": "f.jsonl", "line": 3,
+              "quality": {"cjk": 0.8684, "punct": 0.1053, "sent_len": 19.0, "dup5": 0.0, "dup10": 0.0,
+                          "boiler": 0.0}})
     assert counts.as_dict() == {
         "clean:kept": 1,
         "clean:normalized:html": 1,

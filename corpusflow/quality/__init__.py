@@ -1,0 +1,1 @@
+"""Per-document quality signals and an offline-trainable quality model (``meta.quality``)."""
