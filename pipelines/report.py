@@ -95,6 +95,13 @@ def render(out_dir: str) -> str:
                        bar_chart(f"{name}: characters kept per source", s.get("chars_out", {}))))
         charts.append((f"{name}: document length", bar_chart(
             f"{name}: documents by length (chars, log2 buckets)", s.get("doc_chars_hist", {}))))
+    cs = stages.get("clean") or {}
+    if cs.get("pii"):  # issue 20: identifiers found (docs = documents with any), by type
+        charts.append(("Personal data found (clean)", bar_chart("PII spans by type (docs: documents touched)",
+                                                                cs["pii"], horizontal=True)))
+    for source, hist in sorted((cs.get("quality_score_hist") or {}).items()):
+        charts.append((f"Quality score: {source}", bar_chart(
+            f"{source}: kept documents by quality score (lower edge of tenths)", hist)))
     d = stages.get("dedup") or {}
     charts.append(("Exact duplicate group sizes", bar_chart("exact duplicate groups by size",
                                                             d.get("exact_group_sizes", {}))))
@@ -122,6 +129,8 @@ def render(out_dir: str) -> str:
                ("filtered", counts.get("filtered")), ("duplicates", counts.get("duplicates")),
                ("rejected", counts.get("rejected")), ("instances", tfm.get("num_instances")),
                ("[UNK] rate", vocab.get("unk_rate")), ("config hash", manifest.get("config_hash", "")[:16])]
+    pii = (stages.get("clean") or {}).get("pii") or {}
+    summary += [(f"PII: {k}", n) for k, n in sorted(pii.items())]
     seg = sg.get("segment_time") or {}
     if seg.get("cpu_seconds"):
         summary.append(("segmenter chars per CPU-second (in the stage)",
