@@ -65,6 +65,12 @@ def test_luhn_and_issuer_prefix():
     ("加QQ：12345678或微信号：abc_12345，护照号码E12345678", [("12345678", "qq"), ("abc_12345", "wechat"),
                                                      ("E12345678", "passport")]),
     ("车牌粤B12345和新能源车京AD12345违章", [("粤B12345", "plate"), ("京AD12345", "plate")]),
+    # A top-level domain glued to capitals ends at the case change.
+    ("客服邮件：nu@digifun.cnWAP: http", [("nu@digifun.cn", "email")]),
+    # A "not personal" label (金额) in the previous sentence does not reach this one.
+    ("支付金额即可。请把133.237.11.94加入白名单", [("133.237.11.94", "ip")]),
+    # An 18-digit Luhn-valid number after an ID label is not a card (its date is impossible).
+    ("证件号码 448498199013206495", []),
 ])
 def test_detects(text, expected):
     assert kinds(text) == expected

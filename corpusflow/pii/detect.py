@@ -62,7 +62,10 @@ _LANDLINE_RE = re.compile(
     r")(?:(?:-|转|分机|ext\.?)[0-9]{1,6})?" + _POST)
 _EMAIL_RE = re.compile(
     r"(?<![0-9A-Za-z._%+\-])[0-9A-Za-z][0-9A-Za-z._%+\-]{0,63}@"
-    r"(?:[0-9A-Za-z](?:[0-9A-Za-z\-]{0,61}[0-9A-Za-z])?\.){1,8}[A-Za-z]{2,24}(?![0-9A-Za-z\-])")
+    r"(?:[0-9A-Za-z](?:[0-9A-Za-z\-]{0,61}[0-9A-Za-z])?\.){1,8}"
+    # A lower-case top-level domain may be glued to capitals that follow it
+    # ("a@b.cnWAP: ..."): the address ends at the case change.
+    r"(?:[a-z]{2,24}(?![0-9a-z\-])|[A-Za-z]{2,24}(?![0-9A-Za-z\-]))")
 _IPV4_RE = re.compile(r"(?<![0-9A-Za-z.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])(?!\.[0-9])")
 _IPV6_RE = re.compile(r"(?<![0-9A-Za-z:.])(?=[0-9A-Fa-f]{0,4}:)[0-9A-Fa-f:]{2,39}(?![0-9A-Za-z:])")
 _SEP = r"[ \t]{0,2}(?:[:：]|是|为)?[ \t]{0,2}"
@@ -90,6 +93,7 @@ _POS_LABEL_RE = re.compile(
     r"电话|手机|手机号|联系|致电|拨打|来电|热线|座机|传真|身份证|证件|卡号|银行卡|储蓄卡|信用卡|借记卡|账号|"
     r"帐号|[Tt]el|TEL|[Pp]hone|[Mm]obile|号码")
 _LABEL_WINDOW = 12
+_CLAUSE_END_RE = re.compile(r"[。！？；;\n]")
 # A 15-digit ID is only taken after one of these (close by): 15 random digits
 # pass its province + date check about 1% of the time, too often for a bare run.
 _ID15_LABEL_RE = re.compile(r"身份证|证件|公民身份号码|[Ii][Dd]")
@@ -101,8 +105,8 @@ def _digits(s: str) -> str:
 
 
 def _decoy_context(text: str, start: int) -> bool:
-    """True when the nearest label before ``start`` says "not personal"."""
-    window = text[max(0, start - _LABEL_WINDOW):start]
+    """True when the nearest label before ``start`` in its clause says "not personal"."""
+    window = _CLAUSE_END_RE.split(text[max(0, start - _LABEL_WINDOW):start])[-1]
     neg = -1
     for m in _NEG_LABEL_RE.finditer(window):
         neg = m.end()
@@ -115,9 +119,9 @@ def _decoy_context(text: str, start: int) -> bool:
 
 
 def _id_shaped(d: str) -> bool:
-    """18 digits with an ID's province and birth date (checksum not asked)."""
-    return (len(d) == 18 and d[:2] in v.PROVINCE_CODES and d[6:14].isdigit()
-            and v.plausible_date(int(d[6:10]), int(d[10:12]), int(d[12:14])))
+    """18 digits with an ID's province and a birth year 1900-2030 (the rest not asked)."""
+    return (len(d) == 18 and d[:2] in v.PROVINCE_CODES
+            and v.MIN_BIRTH_YEAR <= int(d[6:10]) <= v.MAX_BIRTH_YEAR)
 
 
 def _check_id(text: str, m: re.Match) -> Optional[str]:
@@ -134,9 +138,12 @@ def _check_id15(text: str, m: re.Match) -> Optional[str]:
 
 def _check_card(text: str, m: re.Match) -> Optional[str]:
     d = _digits(m.group())
-    # An 18-digit number shaped like an ID (province, birth date) that failed
-    # the ID checksum is a mistyped or made-up ID, not a card.
+    # An 18-digit number shaped like an ID (province, birth year) that failed
+    # the ID checks is a mistyped or made-up ID, not a card; so is a number
+    # after an ID label.
     if not v.valid_bank_card(d) or _id_shaped(d) or _decoy_context(text, m.start()):
+        return None
+    if _ID15_LABEL_RE.search(text[max(0, m.start() - _ID15_WINDOW):m.start()]):
         return None
     return "bank_card"
 

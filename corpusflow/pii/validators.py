@@ -87,13 +87,13 @@ def luhn_valid(digits: str) -> bool:
 
 def plausible_card_prefix(digits: str) -> bool:
     """Issuer prefixes of the cards Chinese banks issue: UnionPay 62, 60 (older
-    domestic BINs such as 601382) and 95/94/98/99 (19-digit domestic debit
-    cards), Visa 4, Mastercard 51-55 and 2221-2720, JCB 3528-3589, Discover 65."""
+    domestic BINs such as 601382) and 95 (19-digit domestic debit cards such as
+    9558), Visa 4, Mastercard 51-55 and 2221-2720, JCB 3528-3589, Discover 65."""
     if len(digits) < 4:
         return False
     p2 = int(digits[:2])
     p4 = int(digits[:4])
-    return (p2 in (62, 60, 65, 94, 95, 98, 99) or digits[0] == "4" or 51 <= p2 <= 55
+    return (p2 in (62, 60, 65, 95) or digits[0] == "4" or 51 <= p2 <= 55
             or 2221 <= p4 <= 2720 or 3528 <= p4 <= 3589)
 
 
