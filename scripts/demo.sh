@@ -7,7 +7,7 @@ bash scripts/env.sh core
 out="${1:-demo_out}"
 .venv/bin/python -m pipelines.build \
   --input 'data/sample/*.jsonl' --input 'data/sample/*.gz' --input 'data/sample/*.txt' \
-  --output "$out" --vocab_file data/vocab/sample_vocab.txt \
+  --output "$out" --overwrite \
   --max_seq_length 128 --max_predictions_per_seq 20 --dupe_factor 2 \
   --masking wwm --pair_task sop --num_shards 8 --runner DirectRunner
 echo "demo output in $out/: manifest.json, docs/, rejects/, tfrecords/"

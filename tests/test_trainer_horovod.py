@@ -35,7 +35,7 @@ def test_two_ranks_train_with_identical_weights(tmp_path):
     # prove both the post-step-1 broadcast and the gradient all-reduce of the later steps.
     cmd = [horovodrun(), "-np", "2", "-H", "localhost:2", sys.executable, "-m", "trainer_hooks.pretrain",
            *cli_args(run, model_dir, 3, "--horovod", "--precision", "bf16", "--optimizer", "lamb", "--deterministic",
-                     "--log_every", "2", "--debug_seed_per_rank", "--debug_dump_weights", dump)]
+                     "--progress_every", "2", "--debug_seed_per_rank", "--debug_dump_weights", dump)]
     proc = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # The ranks say only what the trainer says, once (rank 0): no TensorFlow import-time INFO lines and no

@@ -39,11 +39,11 @@ def run(tmp_path_factory):
 
 def test_progress_checkpoint_and_precision_lines(run, tmp_path, capfd):
     model_dir = str(tmp_path / "out")
-    assert pretrain.main(cli_args(run, model_dir, 5, "--optimizer", "adamw", "--log_every", "2",
+    assert pretrain.main(cli_args(run, model_dir, 5, "--optimizer", "adamw", "--progress_every", "2",
                                   "--save_checkpoints_steps", "2", "--precision", "bf16")) == 0
     err = capfd.readouterr().err.splitlines()
     progress = [m for m in map(PROGRESS.match, err) if m]
-    # Every --log_every steps and at the last step; loss and accuracy are means over the steps since the last line.
+    # Every --progress_every steps and at the last step; loss and accuracy are means over the steps since the last line.
     assert [(int(m[1]), int(m[2])) for m in progress] == [(2, 5), (4, 5), (5, 5)]
     log = read_log(model_dir)
     windows = [log[0:2], log[2:4], log[4:5]]
@@ -107,7 +107,7 @@ def test_kill_resume_records_every_step_once(run, tmp_path):
     """A run killed after step 5 (checkpoint at 4) and resumed: TensorBoard and train_log.jsonl hold steps
     1-6 once each. Also no TF noise on stderr: no import-time INFO lines, no use_unbounded_threadpool error."""
     model_dir = str(tmp_path / "out")
-    common = ("--optimizer", "adamw", "--deterministic", "--save_checkpoints_steps", "2", "--log_every", "1")
+    common = ("--optimizer", "adamw", "--deterministic", "--save_checkpoints_steps", "2", "--progress_every", "1")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     killed = subprocess.run([sys.executable, "-m", "trainer_hooks.pretrain",
@@ -135,7 +135,7 @@ def test_help_shows_every_default(capsys):
         pretrain.parse_args(["--help"])
     assert done.value.code == 0
     out = " ".join(capsys.readouterr().out.split())  # independent of the terminal width's line wrapping
-    for expected in ("--log_every LOG_EVERY progress line", "ETA) (default: 100)", "(default: lamb)",
+    for expected in ("--progress_every PROGRESS_EVERY progress line", "ETA) (default: 100)", "(default: lamb)",
                      "--num_warmup_steps NUM_WARMUP_STEPS linear LR warmup from 0 (default: 0)"):
         assert expected in out, expected
     assert "--debug_" not in out

@@ -12,7 +12,7 @@ by the number of processes (linear scaling; ``--no_lr_scaling`` turns that off),
 
 Writes to OUT: ``ckpt-*`` checkpoints (model, optimizer, loss scale, step, input position, dropout RNG state),
 ``train/`` TensorBoard events and ``train_log.jsonl`` (rank 0 only), ``model_config.json`` and ``run_args.json``.
-Rank 0 reports on stderr: a progress line every ``--log_every`` steps and at the last one (step, mean loss and
+Rank 0 reports on stderr: a progress line every ``--progress_every`` steps and at the last one (step, mean loss and
 accuracies since the previous line, examples/s, ETA) and a line per checkpoint. A resumed run first drops the
 steps after its checkpoint from ``train_log.jsonl`` and the TensorBoard events, so each step is recorded once.
 """
@@ -51,8 +51,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("--gradient_accumulation_steps must be >= 1")
     if args.num_train_steps < 1:
         p.error("--num_train_steps must be >= 1")
-    if args.log_every < 1 or args.summary_every < 1:
-        p.error("--log_every and --summary_every must be >= 1")
+    if args.log_every < 1 or args.progress_every < 1:
+        p.error("--log_every and --progress_every must be >= 1")
     return args
 
 
@@ -97,10 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masked_lm_prob", type=float, default=None, help="dynamic masking; default: the manifest's")
     p.add_argument("--save_checkpoints_steps", type=int, default=1000, help="and always at the last step")
     p.add_argument("--keep_checkpoint_max", type=int, default=5, help="older checkpoints are deleted")
-    p.add_argument("--log_every", type=int, default=100,
+    p.add_argument("--progress_every", type=int, default=100,
                    help="progress line on stderr every N steps and at the last step (loss, accuracy, "
                         "examples/s, ETA)")
-    p.add_argument("--summary_every", type=int, default=1, help="TensorBoard scalars every N steps")
+    p.add_argument("--log_every", type=int, default=1, help="TensorBoard scalars every N steps")
     p.add_argument("--seed", type=int, default=12345, help="model init, dropout and input order")
     p.add_argument("--deterministic", action="store_true",
                    help="tf.config.experimental.enable_op_determinism(): bitwise-reproducible runs and resumes")
@@ -314,13 +314,13 @@ class Trainer:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     final = step == args.num_train_steps
-                    if step % args.summary_every == 0 or final:
+                    if step % args.log_every == 0 or final:
                         with writer.as_default(step=step):
                             for k, v in record.items():
                                 if k not in ("step", "skipped") and v is not None:
                                     _scalar_summary(k, v, step)
                     progress.add(record)
-                    if step % args.log_every == 0 or final:
+                    if step % args.progress_every == 0 or final:
                         writer.flush()
                         _say(progress.line(step))
                     if step % args.save_checkpoints_steps == 0 or final:
