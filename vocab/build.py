@@ -94,9 +94,14 @@ def learn_pieces(words: dict[str, int], n: int, min_count: int = 2, progress: bo
 
 def wordpiece_vocab(words: dict[str, int], vocab_size: int, *, num_unused: int = 99,
                     cjk_continuations: bool = False, min_char_count: int = 1, min_piece_count: int = 2,
-                    allow_smaller: bool = False, progress: bool = False) -> list[str]:
-    """The entries of a vocab.txt, given BERT basic-tokenizer word counts."""
-    specials = special_tokens(num_unused)
+                    allow_smaller: bool = False, progress: bool = False,
+                    keep_words: Sequence[str] = ()) -> list[str]:
+    """The entries of a vocab.txt, given BERT basic-tokenizer word counts.
+
+    ``keep_words`` (the names inside PII placeholders seen in the sample) come
+    right after the special tokens, so each is one whole entry.
+    """
+    specials = special_tokens(num_unused) + [w for w in dict.fromkeys(keep_words)]
     budget = vocab_size - len(specials)
     if budget <= 0:
         raise VocabSizeError(f"vocab_size {vocab_size} leaves no room after {len(specials)} special tokens")
@@ -218,6 +223,17 @@ def spm_vocab_text(model: bytes) -> str:
     return "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
 
 
+def _placeholders_in(sentences: Sequence[str]) -> list[str]:
+    """The PII placeholders (``corpusflow.pii.PLACEHOLDERS``) that occur in the sample, in table order."""
+    from corpusflow.pii import PLACEHOLDERS
+    rx = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
+    seen: set[str] = set()
+    for s in sentences:
+        if "[" in s:
+            seen.update(rx.findall(s))
+    return [p for p in PLACEHOLDERS.values() if p in seen]
+
+
 def _write(path: str, data: bytes) -> None:
     tmp = path + ".tmp"
     with open(tmp, "wb") as fh:
@@ -250,18 +266,22 @@ def build_vocab(docs: str | Sequence[str], output_dir: str, vocab_size: int, *, 
     keys = KeyCounter()
     keys.add_all(smp.sentences)
     written: list[str] = []
+    # PII placeholders the clean stage wrote ([mobile], ...): their names become
+    # whole vocab.txt entries and the placeholders whole sentencepiece pieces.
+    placeholders = _placeholders_in(smp.sentences)
     if kind in ("wordpiece", "both"):
         entries = wordpiece_vocab(keys.words(do_lower_case), vocab_size, num_unused=num_unused,
                                   cjk_continuations=cjk_continuations, min_char_count=min_char_count,
                                   min_piece_count=min_piece_count, allow_smaller=allow_smaller,
-                                  progress=progress)
+                                  progress=progress, keep_words=[p[1:-1] for p in placeholders])
         _write(os.path.join(output_dir, "vocab.txt"), "".join(t + "\n" for t in entries).encode("utf-8"))
         written.append("vocab.txt")
         prog.done(f"vocab.txt: {len(entries):,} entries")
     if kind in ("sentencepiece", "both"):
         model = train_sentencepiece(smp.sentences, vocab_size, model_type=model_type,
                                     character_coverage=character_coverage,
-                                    user_defined_symbols=user_defined_symbols, seed=seed,
+                                    user_defined_symbols=list(dict.fromkeys(list(user_defined_symbols)
+                                                                            + placeholders)), seed=seed,
                                     num_threads=num_threads, progress=progress)
         _write(os.path.join(output_dir, "spm.model"), model)
         _write(os.path.join(output_dir, "spm.vocab"), spm_vocab_text(model).encode("utf-8"))
