@@ -2,8 +2,11 @@
 
 Trains the character n-gram quality model offline (``corpusflow.quality.model``)
 from documents in any format ``pipelines.build`` reads (the same readers and
-the same cleaning, so the model sees text as the clean stage does), holds out
-every ``--holdout``-th document of each class, and prints the held-out AUC.
+the same cleaning, so the model sees text as the clean stage does), dedups
+each class, holds out about one in ``--holdout`` documents, and prints the
+held-out AUC. Documents are assigned to the held-out part by a hash of their
+last 200 characters, so copies of one text (the same article under several
+labels or headers) never sit on both sides of the split and inflate the AUC.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 from typing import Iterator, Optional, Sequence
 
 from corpusflow.counters import CounterDict
-from corpusflow.document import Document
+from corpusflow.document import Document, stable_hash64
 
 
 def read_docs(patterns: Sequence[str], fmt: str = "auto", clean: bool = True) -> Iterator[str]:
@@ -40,6 +43,24 @@ def read_docs(patterns: Sequence[str], fmt: str = "auto", clean: bool = True) ->
                 yield rec.text
 
 
+def holdout_split(docs: list[str], every: int) -> tuple[list[str], list[str]]:
+    """(train, held out): exact copies (same last 200 characters) removed, then the
+    documents whose tail hashes to 0 mod ``every`` held out (none when ``every`` <= 1)."""
+    seen: set[str] = set()
+    train: list[str] = []
+    held: list[str] = []
+    for d in docs:
+        key = d[-200:]
+        if key in seen:
+            continue
+        seen.add(key)
+        if every > 1 and stable_hash64(key) % every == 0:
+            held.append(d)
+        else:
+            train.append(d)
+    return train, held
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from corpusflow.quality import model as qm
 
@@ -51,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--bits", type=int, default=qm.DEFAULT_BITS, help="2**bits hashed n-gram buckets (8..24)")
     p.add_argument("--epochs", type=int, default=300, help="full-batch optimisation steps")
     p.add_argument("--l2", type=float, default=1e-4, help="L2 regularisation")
-    p.add_argument("--holdout", type=int, default=5, help="every Nth document is held out for the AUC (0: none)")
+    p.add_argument("--holdout", type=int, default=5, help="about one in N documents is held out for the AUC (0: none)")
     args = p.parse_args(argv)
     if not 8 <= args.bits <= 24:
         print("corpusflow.quality.train: error: --bits must be in [8, 24]", file=sys.stderr)
@@ -65,9 +86,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     h = args.holdout
 
     def split(docs: list[str]) -> tuple[list[str], list[str]]:
-        if h <= 1:
-            return docs, []
-        return [d for i, d in enumerate(docs) if i % h != h - 1], [d for i, d in enumerate(docs) if i % h == h - 1]
+        return holdout_split(docs, h)
 
     pos_tr, pos_te = split(pos)
     neg_tr, neg_te = split(neg)
