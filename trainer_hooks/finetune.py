@@ -1,0 +1,545 @@
+"""Fine-tune an ALBERT or NEZHA encoder for single-sentence or sentence-pair classification.
+
+    python -m trainer_hooks.finetune --task classify|pair --train FILE --dev FILE [--test FILE] \
+        [--format auto|clue_json|lcqmc_tsv|label_tsv] --model albert|nezha --init PATH --output DIR [...]
+    python -m trainer_hooks.finetune predict --model_dir DIR --input FILE [--output FILE]
+
+``--init`` is a pretraining run directory (its latest ``ckpt-N``; also what ``import_checkpoint`` writes), a
+``RUN/ckpt-N`` prefix, an export directory (``pretraining.weights.h5``), or ``none`` (random init; needs
+``--config``). Text is cleaned and tokenised exactly as the pipeline does for pretraining text.
+
+Writes to DIR: ``labels.txt`` (label of each class id), ``metrics.json`` (dev metrics per epoch, the best epoch,
+dev/test metrics of the best checkpoint, row counts), ``epochs.jsonl``, ``ckpt/`` (end-of-epoch checkpoints: a
+rerun of the same command resumes), ``best/`` (the best checkpoint by dev ``--metric``), and ``export/``
+(``saved_model/`` with endpoint ``serve(input_ids, input_mask, segment_ids)`` -> ``probabilities`` [B, C],
+plus ``labels.txt``, ``vocab.txt``, the model config and ``finetune.json``, everything ``predict`` needs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+from trainer_hooks import cli
+from trainer_hooks import finetune_data as fd
+
+PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+CONFIG_NAMES = {"albert": "albert_config.json", "nezha": "bert_config.json"}
+METRICS = ("accuracy", "macro_f1")
+
+
+def _say(message: str) -> None:
+    print(f"[finetune] {message}", file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The fine-tuning CLI; ``--help`` names every default."""
+    p = cli.parser("python -m trainer_hooks.finetune", __doc__.split("\n")[0])
+    p.add_argument("--task", required=True, choices=fd.TASKS, help="single sentence or sentence pair")
+    p.add_argument("--train", required=True, help="labelled training file")
+    p.add_argument("--dev", required=True, help="labelled dev file (evaluated after every epoch)")
+    p.add_argument("--test", default=None, help="labelled test file, evaluated once with the best checkpoint")
+    p.add_argument("--format", choices=fd.FORMATS, default="auto",
+                   help="auto: JSON lines -> clue_json, 3 TSV fields -> lcqmc_tsv, 2 -> label_tsv")
+    p.add_argument("--model", required=True, choices=("albert", "nezha"), help="architecture")
+    p.add_argument("--init", required=True,
+                   help="RUN_DIR (latest ckpt), RUN/ckpt-N, an export dir, or 'none' (random, needs --config)")
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--config", default=None,
+                   help="model config JSON (default: the one --init comes with; required with --init none)")
+    p.add_argument("--vocab_file", default=None,
+                   help="default: --init's vocab (export's vocab.txt, run's --vocab_file or manifest vocab), else "
+                        "the bundled standard vocab")
+    p.add_argument("--do_lower_case", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: the pretraining manifest's, else true")
+    p.add_argument("--t2s", action=argparse.BooleanOptionalAction, default=None,
+                   help="Traditional->Simplified in cleaning (default: the pretraining manifest's, else true)")
+    p.add_argument("--max_seq_length", type=int, default=128, help="longer rows are truncated and counted")
+    p.add_argument("--batch_size", type=int, default=32, help="per process")
+    p.add_argument("--num_epochs", type=float, default=3.0, help="epochs (a fraction runs part of the last one)")
+    p.add_argument("--learning_rate", type=float, default=5e-5, help="peak LR (not scaled by process count)")
+    p.add_argument("--warmup_proportion", type=float, default=0.1, help="share of steps with linear warmup")
+    p.add_argument("--weight_decay", type=float, default=0.01, help="AdamW, not on LayerNorm and biases")
+    p.add_argument("--clip_norm", type=float, default=1.0, help="global-norm clip; <= 0 disables")
+    p.add_argument("--classifier_dropout", type=float, default=0.1, help="dropout on the pooled output")
+    p.add_argument("--metric", choices=METRICS, default="accuracy", help="dev metric that picks the best epoch")
+    p.add_argument("--early_stopping_patience", type=int, default=0,
+                   help="stop after N epochs without a better dev metric; 0 never stops early")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="as in pretrain")
+    p.add_argument("--horovod", action="store_true", help="data parallel under horovodrun (rank 0 writes)")
+    p.add_argument("--seed", type=int, default=12345, help="head init, dropout and example order")
+    p.add_argument("--deterministic", action="store_true", help="tf.config.experimental.enable_op_determinism()")
+    p.add_argument("--eval_batch_size", type=int, default=64, help="dev/test/predict batch")
+    p.add_argument("--keep_checkpoint_max", type=int, default=2, help="end-of-epoch checkpoints kept in ckpt/")
+    p.add_argument("--debug_kill_after_epoch", type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def build_predict_parser() -> argparse.ArgumentParser:
+    p = cli.parser("python -m trainer_hooks.finetune predict",
+                   "Classify raw sentences (one per line; a pair as two tab-separated sentences).")
+    p.add_argument("--model_dir", required=True, help="a finetune --output DIR, or its export/ directory")
+    p.add_argument("--input", required=True, help="raw text, one example per line")
+    p.add_argument("--output", default=None, help="JSON lines (default: stdout)")
+    p.add_argument("--batch_size", type=int, default=64, help="examples per forward pass")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------- initialisation
+
+
+class InitError(ValueError):
+    """An ``--init`` that cannot be used (message says why)."""
+
+
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _manifest_options(run_args: dict) -> dict:
+    """``do_lower_case`` and ``t2s`` that the pretraining data was made with, where its manifest says."""
+    path = run_args.get("manifest")
+    if not path or not os.path.exists(path):
+        return {}
+    m = _read_json(path)
+    out = {}
+    if m.get("tfrecords", {}).get("do_lower_case") is not None:
+        out["do_lower_case"] = bool(m["tfrecords"]["do_lower_case"])
+    if isinstance(m.get("config"), dict) and m["config"].get("t2s") is not None:
+        out["t2s"] = bool(m["config"]["t2s"])
+    return out
+
+
+def resolve_init(init: str, kind: str, config_path: Optional[str]) -> dict[str, Any]:
+    """What ``--init`` names: ``{"config", "checkpoint" | "weights_h5" | None, "vocab_file", "options"}``."""
+    from trainer_hooks.config import ModelConfig
+
+    if init == "none":
+        if not config_path:
+            raise InitError("--init none needs --config")
+        return {"config": ModelConfig.from_json_file(config_path), "source": "random", "vocab_file": None,
+                "options": {}}
+    if os.path.isdir(init) and os.path.exists(os.path.join(init, "pretraining.weights.h5")):
+        names = [n for n in CONFIG_NAMES.values() if os.path.exists(os.path.join(init, n))]
+        if not names and not config_path:
+            raise InitError(f"{init}: export without {' or '.join(CONFIG_NAMES.values())}; pass --config")
+        cfg = ModelConfig.from_json_file(config_path or os.path.join(init, CONFIG_NAMES[kind]
+                                                                     if CONFIG_NAMES[kind] in names else names[0]))
+        vocab = os.path.join(init, "vocab.txt")
+        return {"config": cfg, "source": "export", "weights_h5": os.path.join(init, "pretraining.weights.h5"),
+                "vocab_file": vocab if os.path.exists(vocab) else None, "options": {}}
+    import tensorflow as tf
+    if os.path.isdir(init):
+        run_dir, checkpoint = init, tf.train.latest_checkpoint(init)
+        if checkpoint is None:
+            raise InitError(f"{init}: no checkpoint (ckpt-N) and no pretraining.weights.h5 in this directory")
+    elif tf.io.gfile.exists(init + ".index"):
+        run_dir, checkpoint = os.path.dirname(init) or ".", init
+    else:
+        raise InitError(f"--init {init}: not a run directory, a checkpoint prefix, an export or 'none'")
+    run_args_path = os.path.join(run_dir, "run_args.json")
+    run_args = _read_json(run_args_path) if os.path.exists(run_args_path) else {}
+    if run_args.get("model") and run_args["model"] != kind:
+        raise InitError(f"--init {init} is a {run_args['model']} run, not --model {kind}")
+    cfg_path = config_path or os.path.join(run_dir, "model_config.json")
+    if not os.path.exists(cfg_path):
+        raise InitError(f"{run_dir}: no model_config.json; pass --config")
+    from trainer_hooks.export import run_vocab_file
+    return {"config": ModelConfig.from_json_file(cfg_path), "source": "checkpoint", "checkpoint": checkpoint,
+            "vocab_file": run_vocab_file(run_args), "options": _manifest_options(run_args)}
+
+
+def load_encoder(kind: str, init: dict, dtype: str, seed: int) -> Any:
+    """The pretraining model of ``init`` with its weights loaded (random for ``source == 'random'``)."""
+    import tensorflow as tf
+
+    from trainer_hooks.models import build_model
+    model = build_model(kind, init["config"], dtype=dtype, seed=seed)
+    if init["source"] == "export":
+        model.load_weights(init["weights_h5"])
+    elif init["source"] == "checkpoint":
+        try:
+            tf.train.Checkpoint(model=model).restore(init["checkpoint"]).expect_partial() \
+                .assert_existing_objects_matched()
+        except (AssertionError, ValueError) as e:
+            raise InitError(f"--init {init['checkpoint']} does not fit this {kind} config: {e}") from None
+    return model
+
+
+def check_vocab(vocab_file: str, config: Any) -> None:
+    """Refuse a vocab whose size differs from the model's embedding rows."""
+    from corpusflow.tokenize.wordpiece import load_vocab
+    n = len(load_vocab(vocab_file))
+    if n != config.vocab_size:
+        raise InitError(f"vocab {vocab_file} has {n} tokens but the model's word_embeddings have "
+                        f"{config.vocab_size} rows")
+
+
+# --------------------------------------------------------------------------------------------------------- model
+
+
+def make_classifier(encoder: Any, num_labels: int, dropout: float, seed: int, dtype: str) -> Any:
+    """Encoder + dropout + dense head on the pooled output; ``call(ids, mask, segments)`` -> float32 logits."""
+    import keras
+    import tensorflow as tf
+
+    class Classifier(keras.Model):
+        def __init__(self) -> None:
+            super().__init__(name="classifier", dtype=dtype)
+            self.encoder = encoder
+            self.dropout = keras.layers.Dropout(dropout, seed=seed + 1, dtype=self.dtype_policy)
+            self.head = keras.layers.Dense(
+                num_labels, name="classifier_head", dtype=self.dtype_policy,
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=encoder.config.initializer_range,
+                                                                      seed=seed + 2))
+
+        def call(self, input_ids: Any, input_mask: Any, segment_ids: Any, training: bool = False) -> Any:
+            _, pooled = self.encoder(input_ids, segment_ids, input_mask, training=training)
+            return tf.cast(self.head(self.dropout(pooled, training=training)), tf.float32)
+
+    model = Classifier()
+    z = tf.zeros([1, 4], tf.int32)
+    model(z, tf.ones_like(z), z)
+    return model
+
+
+def export_classifier(model: Any, output: str) -> str:
+    """SavedModel with ``serve(input_ids, input_mask, segment_ids)`` -> ``{"probabilities": [B, C]}``."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    def serve(input_ids: tf.Tensor, input_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"probabilities": tf.nn.softmax(model(input_ids, input_mask, segment_ids, training=False), -1)}
+
+    archive.add_endpoint("serve", serve, input_signature=[spec, spec, spec])
+    saved = os.path.join(output, "saved_model")
+    archive.write_out(saved, verbose=False)
+    return saved
+
+
+def predict_logits(model: Any, data: fd.Encoded, batch_size: int) -> Any:
+    import numpy as np
+    out = []
+    for i in range(0, len(data), batch_size):
+        out.append(model(data.input_ids[i:i + batch_size], data.input_mask[i:i + batch_size],
+                         data.segment_ids[i:i + batch_size], training=False).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def evaluate(model: Any, data: fd.Encoded, num_labels: int, batch_size: int) -> dict[str, Any]:
+    import numpy as np
+    logits = predict_logits(model, data, batch_size)
+    if not len(data):
+        return fd.classification_metrics(np.zeros(0), np.zeros(0), num_labels)
+    lp = logits - logits.max(-1, keepdims=True)
+    lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
+    out = fd.classification_metrics(data.labels, logits.argmax(-1), num_labels)
+    out["loss"] = float(-lp[np.arange(len(data)), data.labels].mean())
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ training
+
+
+def prepare(args: argparse.Namespace, is_chief: bool) -> dict[str, Any]:
+    """Read, label-map and tokenise train/dev/test; refuses bad input with a message (``fd.DataError``)."""
+    init = resolve_init(args.init, args.model, args.config)
+    from corpusflow.tokenize import DEFAULT_VOCAB
+    vocab = args.vocab_file or init["vocab_file"] or DEFAULT_VOCAB
+    check_vocab(vocab, init["config"])
+    opts = init["options"]
+    lower = args.do_lower_case if args.do_lower_case is not None else opts.get("do_lower_case", True)
+    t2s = args.t2s if args.t2s is not None else opts.get("t2s", True)
+    if args.max_seq_length > init["config"].max_position_embeddings:
+        raise fd.DataError(f"--max_seq_length {args.max_seq_length} exceeds the model's max_position_embeddings "
+                           f"{init['config'].max_position_embeddings}")
+    encoder = fd.TextEncoder(vocab, args.max_seq_length, do_lower_case=lower, t2s=t2s)
+    counts: dict[str, Any] = {}
+    rows = {}
+    for split in ("train", "dev", "test"):
+        path = getattr(args, split)
+        if path:
+            counts[split] = fd.CounterDict()
+            rows[split] = fd.read_rows(path, args.format, args.task, counts[split])
+    labels = fd.build_labels(rows["train"])
+    if len(labels) < 2:
+        raise fd.DataError(f"{args.train}: {len(labels)} distinct label(s); classification needs at least 2")
+    for split in ("dev", "test"):
+        if split in rows:
+            fd.check_labels(rows[split], labels, getattr(args, split))
+    encoded = {s: fd.encode_rows(r, encoder, labels, counts[s]) for s, r in rows.items()}
+    for s in encoded:
+        if not len(encoded[s]):
+            raise fd.DataError(f"{getattr(args, s)}: no usable rows ({counts[s].as_dict()})")
+    if is_chief:
+        for s, c in counts.items():
+            _say(f"{s}: {getattr(args, s)}: " + ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in c.as_dict().items()))
+    return {"init": init, "vocab_file": vocab, "do_lower_case": lower, "t2s": t2s, "labels": labels,
+            "data": encoded, "counts": {s: c.as_dict() for s, c in counts.items()}}
+
+
+def train(args: argparse.Namespace) -> int:
+    tf = cli.import_tensorflow_quietly()
+    import numpy as np
+
+    from trainer_hooks import distributed
+    from trainer_hooks.optim import DynamicLossScale, WarmupPolynomialDecay, all_finite, build_optimizer, \
+        clip_by_global_norm
+
+    dist = distributed.make(args.horovod)
+    chief = dist.rank == 0
+    if args.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        prep = prepare(args, chief)
+        encoder_model = load_encoder(args.model, prep["init"], PRECISIONS[args.precision], args.seed)
+    except (fd.DataError, InitError, ValueError) as e:
+        print(f"[finetune] refused: {e}", file=sys.stderr, flush=True)
+        return 2
+    labels, data = prep["labels"], prep["data"]
+    num_labels = len(labels)
+    model = make_classifier(encoder_model.encoder, num_labels, args.classifier_dropout, args.seed,
+                            PRECISIONS[args.precision])
+    variables = model.trainable_variables
+    sources = [v.value for v in variables]
+    optimizer = build_optimizer("adamw", variables, weight_decay=args.weight_decay)
+    n_train = len(data["train"])
+    per_rank = math.ceil(n_train / dist.size)
+    steps_per_epoch = math.ceil(per_rank / args.batch_size)
+    total_steps = max(1, math.ceil(args.num_epochs * steps_per_epoch))
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    schedule = WarmupPolynomialDecay(args.learning_rate, total_steps, int(args.warmup_proportion * total_steps))
+    fp16 = args.precision == "fp16"
+    loss_scale = DynamicLossScale(2.0 ** 15 if fp16 else 1.0, dynamic=fp16)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    best_score = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
+    best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
+    stale = tf.Variable(0, dtype=tf.int64, trainable=False)  # epochs since the best one (early stopping)
+    rng_state = [v.value for v in model.non_trainable_variables]
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, loss_scale=loss_scale, step=step, epoch=epoch,
+                               best_score=best_score, best_epoch=best_epoch, skipped=skipped, stale=stale,
+                               rng_state=rng_state)
+    ckpt_dir = os.path.join(args.output, "ckpt")
+    manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=args.keep_checkpoint_max)
+    restored = manager.latest_checkpoint
+    if restored:
+        ckpt.restore(restored).assert_existing_objects_matched()
+    dist.broadcast_variables([step, epoch, best_score, best_epoch, stale])
+    start_epoch = int(epoch.numpy())
+    epochs_path = os.path.join(args.output, "epochs.jsonl")
+    if chief:
+        os.makedirs(args.output, exist_ok=True)
+        fd.write_labels(labels, os.path.join(args.output, "labels.txt"))
+        prep["init"]["config"].to_json_file(os.path.join(args.output, "model_config.json"))
+        with open(os.path.join(args.output, "finetune_args.json"), "w", encoding="utf-8") as f:
+            json.dump({**vars(args), "world_size": dist.size, "vocab_file": prep["vocab_file"],
+                       "do_lower_case": prep["do_lower_case"], "t2s": prep["t2s"]}, f, indent=2)
+        history = [json.loads(ln) for ln in open(epochs_path, encoding="utf-8")] \
+            if restored and os.path.exists(epochs_path) else []
+        history = [h for h in history if h["epoch"] <= start_epoch]
+        with open(epochs_path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(h) + "\n" for h in history)
+        _say(f"{n_train} training examples, {num_labels} labels, {steps_per_epoch} steps/epoch, {total_steps} steps"
+             + (f"; resumed from {restored} after epoch {start_epoch}" if restored else ""))
+
+    def train_step(ids: tf.Tensor, mask: tf.Tensor, seg: tf.Tensor, y: tf.Tensor) -> dict:
+        with tf.GradientTape() as tape:
+            logits = model(ids, mask, seg, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+            scaled = loss * loss_scale.scale
+        grads = dist.wrap_tape(tape).gradient(scaled, sources)
+        grads = [tf.cast(tf.convert_to_tensor(g), tf.float32) / loss_scale.scale for g in grads]
+        finite = all_finite(grads)
+        grads, norm = clip_by_global_norm(grads, args.clip_norm)
+        lr = schedule(step)
+        optimizer.learning_rate = lr
+
+        def apply() -> tf.Tensor:
+            optimizer.apply(grads, variables)
+            return tf.constant(True)
+
+        tf.cond(finite, apply, lambda: tf.constant(False))
+        skipped.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
+        loss_scale.update(finite)
+        step.assign_add(1)
+        acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), y), tf.float32))
+        return {"loss": dist.average(loss), "accuracy": dist.average(acc), "learning_rate": lr}
+
+    spec = tf.TensorSpec([None, args.max_seq_length], tf.int32)
+    train_fn = tf.function(train_step, autograph=False,
+                           input_signature=[spec, spec, spec, tf.TensorSpec([None], tf.int64)])
+    tr = data["train"]
+    synced = False
+    stopped_early = False
+    bad_epochs = int(stale.numpy())
+    for ep in range(start_epoch + 1, num_epochs + 1):
+        t0 = time.perf_counter()
+        # Example order: a pure function of (seed, epoch); each rank takes every size-th example of it.
+        order = np.random.default_rng([args.seed, ep]).permutation(n_train)[dist.rank::dist.size]
+        losses, accs = [], []
+        for i in range(0, len(order), args.batch_size):
+            if int(step.numpy()) >= total_steps:
+                break
+            b = order[i:i + args.batch_size]
+            out = train_fn(tr.input_ids[b], tr.input_mask[b], tr.segment_ids[b], tr.labels[b])
+            if not synced:
+                dist.broadcast_variables(list(model.variables) + list(optimizer.variables))
+                synced = True
+            losses.append(float(out["loss"]))
+            accs.append(float(out["accuracy"]))
+        dev = evaluate(model, data["dev"], num_labels, args.eval_batch_size)
+        score = dev[args.metric]
+        improved = score > float(best_score.numpy())
+        bad_epochs = 0 if improved else bad_epochs + 1
+        record = {"epoch": ep, "step": int(step.numpy()), "train_loss": float(np.mean(losses)) if losses else None,
+                  "train_accuracy": float(np.mean(accs)) if accs else None, "dev": dev, "best": improved,
+                  "epochs_without_improvement": bad_epochs, "seconds": time.perf_counter() - t0}
+        if improved:
+            best_score.assign(score)
+            best_epoch.assign(ep)
+            if chief:
+                tf.train.Checkpoint(model=model).write(os.path.join(args.output, "best", "model"))
+        epoch.assign(ep)
+        stale.assign(bad_epochs)
+        if chief:
+            manager.save(checkpoint_number=ep)
+            with open(epochs_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            _say(f"epoch {ep}/{num_epochs} | step {record['step']}/{total_steps} | train_loss "
+                 f"{record['train_loss']:.4f} | dev accuracy {dev['accuracy']:.4f} macro_f1 {dev['macro_f1']:.4f}"
+                 + (" | best" if improved else "") + f" | {record['seconds']:.1f}s")
+        if args.debug_kill_after_epoch and ep == args.debug_kill_after_epoch:
+            os.kill(os.getpid(), 9)
+        if args.early_stopping_patience and bad_epochs >= args.early_stopping_patience and ep < num_epochs:
+            stopped_early = True
+            if chief:
+                _say(f"early stop: no better dev {args.metric} for {bad_epochs} epochs")
+            break
+    if not chief:
+        return 0
+    tf.train.Checkpoint(model=model).read(os.path.join(args.output, "best", "model")).expect_partial() \
+        .assert_existing_objects_matched()
+    final = {"dev": evaluate(model, data["dev"], num_labels, args.eval_batch_size)}
+    if "test" in data:
+        final["test"] = evaluate(model, data["test"], num_labels, args.eval_batch_size)
+    export_dir = os.path.join(args.output, "export")
+    if os.path.isdir(export_dir):
+        shutil.rmtree(export_dir)
+    os.makedirs(export_dir)
+    export_classifier(model, export_dir)
+    fd.write_labels(labels, os.path.join(export_dir, "labels.txt"))
+    shutil.copyfile(prep["vocab_file"], os.path.join(export_dir, "vocab.txt"))
+    prep["init"]["config"].to_json_file(os.path.join(export_dir, CONFIG_NAMES[args.model]))
+    model.save_weights(os.path.join(export_dir, "classifier.weights.h5"))
+    with open(os.path.join(export_dir, "finetune.json"), "w", encoding="utf-8") as f:
+        json.dump({"task": args.task, "model": args.model, "num_labels": num_labels,
+                   "max_seq_length": args.max_seq_length, "do_lower_case": prep["do_lower_case"],
+                   "t2s": prep["t2s"], "classifier_dropout": args.classifier_dropout}, f, indent=2)
+    with open(epochs_path, encoding="utf-8") as f:
+        history = [json.loads(ln) for ln in f]
+    metrics = {"task": args.task, "model": args.model, "init": args.init, "labels": labels,
+               "best_epoch": int(best_epoch.numpy()), "metric": args.metric, "epochs": history,
+               "stopped_early": stopped_early, "steps": int(step.numpy()), "skipped_steps": int(skipped.numpy()),
+               "counts": prep["counts"], **final}
+    with open(os.path.join(args.output, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2, ensure_ascii=False)
+    _say(f"best epoch {metrics['best_epoch']}: dev accuracy {final['dev']['accuracy']:.4f} macro_f1 "
+         f"{final['dev']['macro_f1']:.4f}" + (f"; test accuracy {final['test']['accuracy']:.4f}"
+                                             if "test" in final else "") + f"; export {export_dir}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------- predict
+
+
+def load_export(model_dir: str) -> dict[str, Any]:
+    """The export of a fine-tuning run: ``model_dir`` itself or ``model_dir/export``."""
+    export = model_dir if os.path.exists(os.path.join(model_dir, "finetune.json")) else os.path.join(model_dir,
+                                                                                                     "export")
+    if not os.path.exists(os.path.join(export, "finetune.json")):
+        raise InitError(f"{model_dir}: no finetune.json (not a finetune output or export)")
+    meta = _read_json(os.path.join(export, "finetune.json"))
+    return {"dir": export, "meta": meta, "labels": fd.read_labels(os.path.join(export, "labels.txt")),
+            "encoder": fd.TextEncoder(os.path.join(export, "vocab.txt"), meta["max_seq_length"],
+                                      do_lower_case=meta["do_lower_case"], t2s=meta["t2s"])}
+
+
+def read_raw(path: str, pair: bool) -> list[fd.Row]:
+    """Raw examples, one per line (pairs: two tab-separated sentences); blank lines are examples too."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = raw.rstrip("\r\n")
+            if pair:
+                parts = line.split("\t")
+                if len(parts) != 2:
+                    raise fd.DataError(f"{path}:{lineno}: a pair needs 2 tab-separated sentences, got {len(parts)}")
+                rows.append(fd.Row(parts[0], parts[1], None, lineno))
+            else:
+                rows.append(fd.Row(line, None, None, lineno))
+    return rows
+
+
+def predict(argv: Sequence[str]) -> int:
+    args = build_predict_parser().parse_args(argv)
+    tf = cli.import_tensorflow_quietly()
+    import numpy as np
+    try:
+        ex = load_export(args.model_dir)
+        rows = read_raw(args.input, ex["meta"]["task"] == "pair")
+    except (InitError, fd.DataError) as e:
+        print(f"[finetune] refused: {e}", file=sys.stderr, flush=True)
+        return 2
+    counts = fd.CounterDict()
+    enc = fd.encode_rows(rows, ex["encoder"], ex["labels"], counts, skip_empty=False)
+    empty = {r.line for r in rows if not ex["encoder"].clean(r.text_a).strip()
+             or (r.text_b is not None and not ex["encoder"].clean(r.text_b).strip())}
+    serve = tf.saved_model.load(os.path.join(ex["dir"], "saved_model")).signatures["serve"]
+    probs = []
+    for i in range(0, len(enc), args.batch_size):
+        out = serve(input_ids=tf.constant(enc.input_ids[i:i + args.batch_size]),
+                    input_mask=tf.constant(enc.input_mask[i:i + args.batch_size]),
+                    segment_ids=tf.constant(enc.segment_ids[i:i + args.batch_size]))
+        probs.append(out["probabilities"].numpy())
+    p = np.concatenate(probs) if probs else np.zeros((0, len(ex["labels"])))
+    sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for line, pr in zip(enc.lines, p):
+            rec = {"line": int(line), "label": ex["labels"][int(pr.argmax())],
+                   "probabilities": {lab: round(float(x), 6) for lab, x in zip(ex["labels"], pr)}}
+            if int(line) in empty:
+                rec["empty_sentence"] = True  # predicted all the same, from [CLS] [SEP] alone
+            sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    finally:
+        if args.output:
+            sink.close()
+    c = counts.as_dict()
+    _say(f"predicted {len(enc)} lines: truncated {c.get('finetune:truncated:long', 0)}, empty {len(empty)}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "predict":
+        return predict(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.num_epochs <= 0:
+        build_parser().error("--batch_size must be >= 1 and --num_epochs > 0")
+    return train(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
