@@ -14,6 +14,7 @@ with one line saying what is wrong, and the build calls it before any stage.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from typing import Any, Iterable, Optional
@@ -88,17 +89,41 @@ class QualityModel:
             f.write("\n")
 
 
+def _remote(path: str) -> bool:
+    return "://" in path  # gs://, s3://: read through Beam's FileSystems (workers on Dataflow)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path.rstrip('/')}/{name}" if _remote(path) else os.path.join(path, name)
+
+
+def _exists(path: str) -> bool:
+    if _remote(path):
+        from apache_beam.io.filesystems import FileSystems
+        return FileSystems.exists(path)
+    return os.path.isfile(path)
+
+
+def _read(path: str) -> bytes:
+    if _remote(path):
+        from apache_beam.io.filesystems import FileSystems
+        with FileSystems.open(path) as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def load_model(path: str) -> QualityModel:
-    """Load a model directory; ``ModelError`` with one line if it is not ours or not this version."""
-    if not os.path.isdir(path):
+    """Load a model directory (local, or ``gs://`` through Beam's filesystems);
+    ``ModelError`` with one line if it is not ours or not this version."""
+    if not _remote(path) and not os.path.isdir(path):
         raise ModelError(f"--quality_model {path}: not a directory")
-    meta_path = os.path.join(path, META_FILE)
-    if not os.path.isfile(meta_path):
+    meta_path = _join(path, META_FILE)
+    if not _exists(meta_path):
         raise ModelError(f"--quality_model {path}: no {META_FILE}; not a corpusflow quality model "
                          "(train one with python -m corpusflow.quality.train)")
     try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
+        meta = json.loads(_read(meta_path).decode("utf-8"))
     except (OSError, ValueError) as e:
         raise ModelError(f"--quality_model {path}: {META_FILE} is not readable JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -111,7 +136,7 @@ def load_model(path: str) -> QualityModel:
     if meta.get("ngrams") != list(NGRAMS) or not isinstance(bits, int) or not 8 <= bits <= 24:
         raise ModelError(f"--quality_model {path}: unsupported n-grams {meta.get('ngrams')!r} or bits {bits!r}")
     try:
-        w = np.load(os.path.join(path, WEIGHTS_FILE), allow_pickle=False)
+        w = np.load(io.BytesIO(_read(_join(path, WEIGHTS_FILE))), allow_pickle=False)
     except (OSError, ValueError) as e:
         raise ModelError(f"--quality_model {path}: {WEIGHTS_FILE} is missing or not a numpy array ({e})") from None
     if w.shape != (1 << bits,) or not np.all(np.isfinite(w)):
@@ -126,8 +151,7 @@ def model_digest(path: str) -> str:
     """sha256 of the model's two files (for the clean stage's config hash)."""
     h = hashlib.sha256()
     for name in (META_FILE, WEIGHTS_FILE):
-        with open(os.path.join(path, name), "rb") as f:
-            h.update(f.read())
+        h.update(_read(_join(path, name)))
     return h.hexdigest()
 
 
