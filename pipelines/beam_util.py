@@ -45,6 +45,10 @@ def make_runner(options: PipelineOptions, preload: Optional[Sequence[str]] = Non
             worker_zygote.shared(runner.preload)
             return runner
         return FnApiRunner()
+    if name == "DaskRunner":
+        # corpusflow's own Dask runner (pipelines/runners/dask_runner.py), not Beam's.
+        from pipelines.runners.dask_runner import DaskRunner
+        return DaskRunner()
     if name == "DataflowRunner":
         # An instance, so a --dry_run can report the job graph it built.
         from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner

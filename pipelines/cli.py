@@ -191,6 +191,7 @@ def validate(b: BuildOptions) -> None:
     need(bool(re.fullmatch(r"cpu|auto|cuda(:\d+)?", b.ltp_device or "")),
          f"--ltp_device must be cpu, cuda, cuda:N or auto, got {b.ltp_device!r}")
     need(b.random_seed >= 0, f"--random_seed must be >= 0, got {b.random_seed}")
+    _validate_dask(b, need)
     if b.min_quality is not None:
         need(0.0 <= b.min_quality <= 1.0, f"--min_quality must be in [0, 1], got {b.min_quality}")
         need(bool(b.quality_model), "--min_quality needs --quality_model DIR")
@@ -200,6 +201,33 @@ def validate(b: BuildOptions) -> None:
             load_model(b.quality_model)  # refused here, before any stage, with one line
         except ModelError as e:
             raise UsageError(str(e)) from None
+
+
+def _validate_dask(b: BuildOptions, need) -> None:
+    """--dask_* flags: ranges, one way to find the cluster, only with --runner DaskRunner."""
+    runner = b.view_as(po.StandardOptions).runner
+    dask_flags = [f for f in ("dask_address", "dask_local_workers", "dask_partitions")
+                  if getattr(b, f)]
+    need(runner == "DaskRunner" or not dask_flags,
+         f"--{dask_flags[0] if dask_flags else ''} needs --runner DaskRunner")
+    need(0 <= b.dask_local_workers <= 1024,
+         f"--dask_local_workers must be in [0, 1024], got {b.dask_local_workers}")
+    need(0 <= b.dask_partitions <= MAX_SHARDS,
+         f"--dask_partitions must be in [0, {MAX_SHARDS}], got {b.dask_partitions}")
+    need(not (b.dask_address and b.dask_local_workers),
+         "--dask_address and --dask_local_workers exclude each other")
+    if b.dask_address:
+        import re
+        need(bool(re.fullmatch(r"(tcp|tls)://[^\s:/]+:\d{1,5}", b.dask_address)),
+             f"--dask_address must look like tcp://HOST:PORT, got {b.dask_address!r}")
+    if runner == "DaskRunner":
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UsageError("--runner DaskRunner needs dask and distributed: "
+                             "pip install -e '.[dask]'") from None
+        from pipelines.runners.dask_runner import check_beam_version
+        check_beam_version()
 
 
 def main_help_text() -> str:

@@ -164,3 +164,13 @@ class BuildOptions(PipelineOptions):
         _flag(t, "--keep_instance_runs", False,
               "Keep the instances stage's sorted runs (about the size of the TFRecords) so a "
               "changed --num_shards or --tfrecord_gzip with --resume only rewrites the shards.")
+
+        k = parser.add_argument_group("corpusflow: Dask runner")
+        k.add_argument("--dask_address", default=None, metavar="tcp://HOST:PORT",
+                       help="Scheduler of an existing Dask cluster (workers must share the paths).")
+        k.add_argument("--dask_local_workers", type=int, default=0, metavar="N",
+                       help="Start a local cluster of N one-thread worker processes for the run "
+                            "(0: one per CPU, unless --dask_address).")
+        k.add_argument("--dask_partitions", type=int, default=0, metavar="N",
+                       help="Partitions of every shuffle (0: max(4 x worker threads, input "
+                            "bytes / 16 MiB)).")

@@ -18,7 +18,7 @@ stamp_src="$(cat setup.py scripts/env.sh scripts/build_horovod.sh 2>/dev/null | 
 stamp=".venv/.corpusflow-$level-$stamp_src"
 if [ -f "$stamp" ]; then exit 0; fi
 echo "[env] installing corpusflow ($level) into .venv" >&2
-.venv/bin/pip install -q -e ".[dev,ltp,gcp]"
+.venv/bin/pip install -q -e ".[dev,ltp,gcp,dask]"
 if [ "$level" = "full" ]; then
   # torch first and pinned: this version's CPU wheel is what pip takes here; a bare
   # 'torch' requirement (ltp's) would otherwise pull a multi-GB CUDA build.
