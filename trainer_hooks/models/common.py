@@ -143,6 +143,17 @@ class Encoder(keras.layers.Layer):
         """The input embedding matrix the MLM head is tied to; each encoder defines it."""
         raise AttributeError(f"{type(self).__name__} must define word_embeddings")
 
+    def _trackable_children(self, save_type: str = "checkpoint", **kwargs: Any) -> dict:
+        # Keras 3.15 leaves layers held in Python lists (attention_blocks, ffn_blocks) out of tf.train.Checkpoint
+        # (it lists them for SavedModel only), so checkpoints silently lacked every transformer layer. Name each
+        # block as a child of its own; Keras' .weights.h5 saving does not use this and is unchanged.
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "checkpoint":
+            for attr in ("attention_blocks", "ffn_blocks"):
+                for i, block in enumerate(getattr(self, attr, ())):
+                    children[f"{attr}_{i}"] = block
+        return children
+
     def pool(self, sequence_output: tf.Tensor) -> tf.Tensor:
         return self.pooler(sequence_output[:, 0])
 
