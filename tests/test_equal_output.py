@@ -56,14 +56,14 @@ CONFIGS: dict[str, tuple[str, ...]] = {
 
 # sha256 over "path\tsha256(content)\n" lines of the shards (see ``digests``).
 PINNED_DOCS = {  # clean and dedup stages (the same for every configuration below)
-    "clean_docs": "fd5cab37593bf8eac6b5a2301ae71dbb76b9f40fcbed3631c4f0385b9a5bad09",
-    "docs": "d24a2c004224b9da18ba8e85882dd5b9a214a1a83582fb5f525271c9e76190d8",
+    "clean_docs": "6b711f2b39bf6dcc7b56ad26ed530f5871a132ae652607ad9f8c547979c32d9a",
+    "docs": "03df4302ef87b4fdea5f0aa79644952202295310ae1f2bc6c1f2d183727546ba",
 }
 PINNED_TFRECORDS = {
-    "jieba-wwm-sop": "ef9fe736214780c33cdd6ebd1a88b1bcad2492a10ba6b030ab0d421d8453c0e4",
-    "jieba-ngram-nsp": "9a396f468e8e303ae2b1c3787e9c7469a57c89f2eefd0346745aa538ed5c3100",
-    "jieba-token-nsp-256-per_token": "3cc5116b09cdc5dd65d3f14aff6119a6c703849cff352210c1e0371287869024",
-    "jieba_rs-wwm-sop": "3275b1819d4cc3fc0708f02b8f7bc7f2d552d5ed1f70edc11db393eafd7b24c1",
+    "jieba-wwm-sop": "e6eb7a052cc7a0202ccd95f8f93308684045591b2816136b38575a07670175d0",
+    "jieba-ngram-nsp": "8a07dbdad159e941496020952d22a86929ea8a21350f8c1c2da2f1faa4c6e751",
+    "jieba-token-nsp-256-per_token": "f8268eca1402dc351dc48379b1cf8976e2ff9d0289e242704b8244e6ca26fa3a",
+    "jieba_rs-wwm-sop": "d0e26e08c44ad5d7c7e0947c0486aa0ba907a061f57699183013adc369b8bb27",
 }
 
 
