@@ -165,6 +165,14 @@ class _SignatureFn(_SpillStep):
         super().__init__({"main": f"{tmp_dir}/bands", "sketch": f"{tmp_dir}/join"},
                          num_buckets, spill_bytes)
         self._cfg = cfg
+        # One sketch record per document against ``bands`` band records: a buffer
+        # that size would rarely fill on small inputs and then hold 16 MB more
+        # on large ones (the stage's memory would grow with input up to it).
+        self._sketch_bytes = max(1, spill_bytes // 8)
+
+    def start_bundle(self) -> None:
+        super().start_bundle()
+        self._spills["sketch"].spill_bytes = self._sketch_bytes
 
     def setup(self) -> None:
         super().setup()
