@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-draw whole-word masks in the graph every epoch from token_boundary (shards must have "
                         "it); needs the vocab (--vocab_file, else the manifest's vocab_file)")
     p.add_argument("--masked_lm_prob", type=float, default=None, help="dynamic masking; default: the manifest's")
+    p.add_argument("--init_checkpoint", default=None,
+                   help="RUN_DIR (its latest ckpt-N, e.g. from import_checkpoint) or a ckpt-N prefix: model weights "
+                        "to start from, with a fresh optimizer at step 0; not used when --model_dir already has a "
+                        "checkpoint (that run resumes)")
     p.add_argument("--save_checkpoints_steps", type=int, default=1000, help="and always at the last step")
     p.add_argument("--keep_checkpoint_max", type=int, default=5, help="older checkpoints are deleted")
     p.add_argument("--progress_every", type=int, default=100,
@@ -155,6 +159,8 @@ class Trainer:
         init_seed = args.seed + (dist.rank if args.debug_seed_per_rank else 0)
         self.model = build_model(args.model, self.config, dtype=PRECISIONS[args.precision], seed=init_seed,
                                  max_predictions_per_seq=self.manifest.max_predictions_per_seq)
+        if args.init_checkpoint and not tf.train.latest_checkpoint(args.model_dir):
+            self.init_from = load_init_checkpoint(self.model, args.init_checkpoint)
         self.variables = self.model.trainable_variables
         self.sources = [v.value for v in self.variables]  # what the (Horovod) tape differentiates
         self.optimizer = build_optimizer(args.optimizer, self.variables, weight_decay=args.weight_decay,
@@ -287,6 +293,8 @@ class Trainer:
                 _say(f"resumed from {restored} at step {start_step}, {int(self.records_consumed.numpy())} "
                      f"records consumed per rank" + (f"; dropped {purged} TensorBoard events after step "
                                                      f"{start_step}" if purged else ""))
+            elif getattr(self, "init_from", None):
+                _say(f"model initialised from {self.init_from} (optimizer fresh, step 0)")
         nonfinite = {int(s) for s in args.debug_nonfinite_steps.split(",") if s.strip()}
         it = iter(self.dataset())
         last: dict = {}
@@ -337,6 +345,21 @@ class Trainer:
             np.savez(os.path.join(args.debug_dump_weights, f"weights_rank{self.dist.rank}.npz"),
                      **{v.path: v.numpy() for v in self.model.variables})
         return last
+
+
+def load_init_checkpoint(model: Any, init: str) -> str:
+    """Assign ``model`` the weights of a run directory's latest checkpoint or of a ``ckpt-N`` prefix (model only:
+    optimizer, step and input position stay fresh). A checkpoint of another shape is refused, naming it."""
+    path = tf.train.latest_checkpoint(init) if tf.io.gfile.isdir(init) else init
+    if not path or not tf.io.gfile.exists(path + ".index"):
+        raise data.InputRefused(f"refusing to start: --init_checkpoint {init} is neither a run directory with a "
+                                "checkpoint nor a checkpoint prefix")
+    try:
+        tf.train.Checkpoint(model=model).read(path).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+        raise data.InputRefused(f"refusing to start: --init_checkpoint {path} does not fit --model/--config: "
+                                f"{str(e).splitlines()[0][:300]}") from None
+    return path
 
 
 def _say(message: str) -> None:
