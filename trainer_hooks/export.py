@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=("albert", "nezha"), default=None, help="default: from run_args.json")
     p.add_argument("--config", default=None, help="default: MODEL_DIR/model_config.json")
     p.add_argument("--vocab_file", default=None, help=VOCAB_HELP)
+    p.add_argument("--tflite", action="store_true",
+                   help="also write OUTPUT/model.tflite, checked against the TF model (tflite_check.json); with a "
+                        "finetune --output DIR as --model_dir, the fine-tuned classifier (probabilities)")
+    p.add_argument("--quantize", choices=("none", "float16", "dynamic_int8"), default="none",
+                   help="TFLite weights: float32, float16, or int8 with dynamic-range activations")
+    p.add_argument("--tflite_seq_length", type=int, default=None,
+                   help="fixed TFLite sequence length (default: the run's max_seq_length, else 128)")
     return p
 
 
@@ -120,6 +127,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     cli.import_tensorflow_quietly()
+    if os.path.exists(os.path.join(args.model_dir, "export", "finetune.json")):
+        # A fine-tuning output: its classifier is already exported; --tflite converts it.
+        if not args.tflite:
+            p.error(f"{args.model_dir} is a finetune output (its SavedModel is {args.model_dir}/export): pass --tflite")
+        from trainer_hooks import tflite
+        report = tflite.export_classifier_tflite(args.model_dir, args.output, args.quantize, args.tflite_seq_length)
+        return _tflite_done(report, os.path.join(args.output, "model.tflite"))
     run_args, kind, checkpoint = resolve_run(args, p)
     vocab_file = args.vocab_file or run_vocab_file(run_args)
     saved = export_checkpoint(kind, args.config or os.path.join(args.model_dir, "model_config.json"), checkpoint,
@@ -127,6 +141,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not vocab_file:
         print("[export] no vocab file known (pass --vocab_file): wrote no vocab.txt", file=sys.stderr)
     print(f"[export] {checkpoint} -> {saved}")
+    if args.tflite:
+        from trainer_hooks import tflite
+        from trainer_hooks.config import ModelConfig
+        cfg = ModelConfig.from_json_file(args.config or os.path.join(args.model_dir, "model_config.json"))
+        report = tflite.export_encoder_tflite(args.output, args.quantize,
+                                              args.tflite_seq_length or run_args.get("max_seq_length") or 128,
+                                              cfg.vocab_size, run_args.get("manifest"))
+        return _tflite_done(report, os.path.join(args.output, "model.tflite"))
+    return 0
+
+
+def _tflite_done(report: dict, path: str) -> int:
+    """Print the TFLite check; exit status 1 when a float export differs from the TF model beyond tolerance."""
+    shown = {k: v for k, v in report.items() if k != "ok"}
+    print(f"[export] {path}: {json.dumps(shown)}")
+    if not report["ok"]:
+        print(f"[export] {path} differs from the TF model beyond tolerance", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,6 +4,8 @@
         [--format auto|clue_json|lcqmc_tsv|label_tsv] --model albert|nezha --init PATH --output DIR [...]
     python -m trainer_hooks.finetune predict --model_dir DIR --input FILE [--output FILE]
 
+``predict`` reads DIR/export (the SavedModel) or an ``export --tflite`` directory of the classifier (model.tflite).
+
 ``--init`` is a pretraining run directory (its latest ``ckpt-N``; also what ``import_checkpoint`` writes), a
 ``RUN/ckpt-N`` prefix, an export directory (``pretraining.weights.h5``), or ``none`` (random init; needs
 ``--config``). Text is cleaned and tokenised exactly as the pipeline does for pretraining text.
@@ -84,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 def build_predict_parser() -> argparse.ArgumentParser:
     p = cli.parser("python -m trainer_hooks.finetune predict",
                    "Classify raw sentences (one per line; a pair as two tab-separated sentences).")
-    p.add_argument("--model_dir", required=True, help="a finetune --output DIR, or its export/ directory")
+    p.add_argument("--model_dir", required=True,
+                   help="a finetune --output DIR, its export/ directory, or an export --tflite directory")
     p.add_argument("--input", required=True, help="raw text, one example per line")
     p.add_argument("--output", default=None, help="JSON lines (default: stdout)")
     p.add_argument("--batch_size", type=int, default=64, help="examples per forward pass")
@@ -507,13 +510,18 @@ def predict(argv: Sequence[str]) -> int:
     enc = fd.encode_rows(rows, ex["encoder"], ex["labels"], counts, skip_empty=False)
     empty = {r.line for r in rows if not ex["encoder"].clean(r.text_a).strip()
              or (r.text_b is not None and not ex["encoder"].clean(r.text_b).strip())}
-    serve = tf.saved_model.load(os.path.join(ex["dir"], "saved_model")).signatures["serve"]
+    saved = os.path.join(ex["dir"], "saved_model")
+    if os.path.isdir(saved):
+        serve = tf.saved_model.load(saved).signatures["serve"]
+    else:  # an `export --tflite` directory of a classifier
+        from trainer_hooks.tflite import Runner
+        serve = Runner(os.path.join(ex["dir"], "model.tflite"))
     probs = []
     for i in range(0, len(enc), args.batch_size):
         out = serve(input_ids=tf.constant(enc.input_ids[i:i + args.batch_size]),
                     input_mask=tf.constant(enc.input_mask[i:i + args.batch_size]),
                     segment_ids=tf.constant(enc.segment_ids[i:i + args.batch_size]))
-        probs.append(out["probabilities"].numpy())
+        probs.append(np.asarray(out["probabilities"]))
     p = np.concatenate(probs) if probs else np.zeros((0, len(ex["labels"])))
     sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
