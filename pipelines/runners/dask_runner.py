@@ -323,7 +323,7 @@ def _sum_counters(*parts: dict) -> dict:
 
 # ------------------------------------------------------------- translation
 def _safe(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]+", "_", label).strip("_")[-60:] or "step"
+    return re.sub(r"[^A-Za-z0-9_]+", "_", label).strip("_")[:60] or "step"
 
 
 class _Translator(PipelineVisitor):
