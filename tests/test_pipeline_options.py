@@ -133,7 +133,8 @@ def test_ltp_device_reaches_the_segmenter():
     from pipelines.build import segmenter_options
     from pipelines.options import BuildOptions
     b = PipelineOptions(["--segmenter", "ltp", "--ltp_model", "M"]).view_as(BuildOptions)
-    assert segmenter_options(b) == {"model_dir": "M", "batch_size": 256, "device": "auto"}
+    assert segmenter_options(b) == {"model_dir": "M", "batch_size": 256, "device": "auto",
+                                    "trust_model_code": False}
     b = PipelineOptions(["--segmenter", "ltp", "--ltp_model", "M", "--ltp_device", "cuda:1"]
                         ).view_as(BuildOptions)
     assert segmenter_options(b)["device"] == "cuda:1"
