@@ -197,9 +197,22 @@ class _Receivers(dict):
 # Per worker process: each transform's spec unpickled once, and its set-up DoFn
 # instances kept for later tasks (setup() loads dictionaries and models; paying
 # it per task would dominate). One instance serves one task at a time.
+# A long-lived cluster serving many builds keeps the last MAX_CACHED_TRANSFORMS
+# transforms' instances (a build has a few dozen ParDos); older ones are torn down.
+MAX_CACHED_TRANSFORMS = 128
 _SPECS: dict[str, "_ParDoSpec"] = {}
 _IDLE_FNS: dict[str, list] = {}
 _LOCK = threading.Lock()
+
+
+def _evict_locked() -> list:
+    """Drop the oldest cached transforms beyond the cap; their idle DoFns to tear down."""
+    gone = []
+    while len(_SPECS) > MAX_CACHED_TRANSFORMS:
+        old = next(iter(_SPECS))
+        _SPECS.pop(old)
+        gone.extend(_IDLE_FNS.pop(old, []))
+    return gone
 
 
 @dataclasses.dataclass
@@ -224,6 +237,12 @@ def _spec_and_fn(spec_bytes: bytes, digest: str):
     fresh = pickler.loads(spec_bytes)  # a private copy of the DoFn
     with _LOCK:
         spec = _SPECS.setdefault(digest, fresh)
+        gone = _evict_locked()
+    for fn in gone:
+        try:
+            fn.teardown()
+        except Exception:  # noqa: BLE001 - teardown is best effort (as in Beam)
+            pass
     return spec, fresh.fn, True
 
 
