@@ -261,3 +261,22 @@ def test_pretrain_continues_from_an_imported_checkpoint(tmp_path, capsys):
     assert pretrain.main([*args[:7], str(bad), "--model_dir", str(tmp_path / "run2"), *args[10:]]) == 2
     err = capsys.readouterr().err
     assert f"--init_checkpoint {imported / 'ckpt-0'} does not fit --model/--config" in err
+
+
+def write_bert_release(path: Path, vocab_file: str, max_position: int) -> str:
+    """A tiny checkpoint in Google BERT's naming with a real vocab (``bert_model.ckpt``, ``bert_config.json``,
+    ``vocab.txt``), as the release directory is laid out; used by the README's worked example test."""
+    import shutil
+    from corpusflow.tokenize.wordpiece import load_vocab
+    path.mkdir(parents=True)
+    vocab = len(load_vocab(vocab_file))
+    cfg = {**BASE, "vocab_size": vocab, "max_position_embeddings": max_position, "num_hidden_layers": 2}
+    names = release_variables("google_bert", 2)
+    names.update({"bert/embeddings/word_embeddings": (vocab, H), "bert/embeddings/position_embeddings": (max_position, H),
+                  "cls/predictions/output_bias": (vocab,)})
+    prefix, _ = write_release(path, names)
+    for ext in (".index", ".data-00000-of-00001"):
+        shutil.move(prefix + ext, str(path / "bert_model.ckpt") + ext)
+    (path / "bert_config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    shutil.copyfile(vocab_file, path / "vocab.txt")
+    return str(path / "bert_model.ckpt")

@@ -29,8 +29,9 @@ from tests.pipeline_util import SAMPLE, build  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", REPO / "trainer_hooks" / "README.md"]
-MODULES = ("trainer_hooks.pretrain", "trainer_hooks.export", "trainer_hooks.convert_hf")
-TINY = {"--num_train_steps": "2", "--train_batch_size": "2", "--num_warmup_steps": "1"}
+MODULES = ("trainer_hooks.pretrain", "trainer_hooks.export", "trainer_hooks.convert_hf", "trainer_hooks.finetune",
+           "trainer_hooks.import_checkpoint")
+TINY = {"--num_train_steps": "2", "--train_batch_size": "2", "--num_warmup_steps": "1", "--num_epochs": "1"}
 
 
 def documented_commands(path: Path) -> list[str]:
@@ -61,7 +62,8 @@ def split_command(line: str) -> tuple[list[str], str, list[str]]:
 class Placeholders:
     def __init__(self, out: Path, tmp: Path, vocab: str) -> None:
         self.values = {"DIR": str(out), "OUT": str(out), "EXPORT": str(tmp / "export"), "HF_DIR": str(tmp / "hf"),
-                       "VOCAB": vocab}
+                       "VOCAB": vocab, "FT": str(tmp / "ft"), "LITE": str(tmp / "lite"),
+                       "IMPORTED": str(tmp / "imported"), "BERT": str(tmp / "bert"), "LCQMC": str(tmp / "lcqmc")}
         self.tmp, self.runs = tmp, 0
 
     def new_run(self) -> Optional[str]:
@@ -128,6 +130,15 @@ def test_documented_trainer_commands_run(pipeline_out, tmp_path, monkeypatch, ca
     from corpusflow.tokenize import DEFAULT_VOCAB
     monkeypatch.chdir(REPO)  # documented relative paths (trainer_hooks/configs/...) are from the repo root
     ph = Placeholders(pipeline_out, tmp_path, DEFAULT_VOCAB)
+    # Inputs of the worked example: a tiny release checkpoint in Google BERT naming and LCQMC-style pair files.
+    from tests.test_finetune import pair_file
+    from tests.test_import_checkpoint import write_bert_release
+    write_bert_release(Path(ph.values["BERT"]), DEFAULT_VOCAB,
+                       json.loads((pipeline_out / "manifest.json").read_text())["tfrecords"]["max_seq_length"])
+    lcqmc = Path(ph.values["LCQMC"])
+    lcqmc.mkdir()
+    pair_file(lcqmc / "train.tsv", 12, 0), pair_file(lcqmc / "dev.tsv", 6, 1)
+    (lcqmc / "pairs.txt").write_text("足球比赛\t篮球冠军\n银行利率\t足球教练\n", encoding="utf-8")
     commands = [(doc, line) for doc in DOCS for line in documented_commands(doc)]
     modules = {split_command(line)[1] for _, line in commands}
     assert modules == set(MODULES), modules  # every tool is documented, and nothing else is called
@@ -144,6 +155,8 @@ def test_documented_trainer_commands_run(pipeline_out, tmp_path, monkeypatch, ca
             previous[doc, module] = raw
         main = importlib.import_module(module)
         parse = main.parse_args if module == "trainer_hooks.pretrain" else main.build_parser().parse_args
+        if module == "trainer_hooks.finetune" and raw[:1] == ["predict"]:
+            parse = lambda a: main.build_predict_parser().parse_args(a[1:])  # noqa: E731
         trained_before = None
         if module == "trainer_hooks.pretrain" and "--help" not in raw:
             trained_before = ph.new_run()
@@ -180,6 +193,16 @@ def test_documented_trainer_commands_run(pipeline_out, tmp_path, monkeypatch, ca
             assert main.main(args) == 0, where
         if module == "trainer_hooks.pretrain":
             assert tf.train.latest_checkpoint(ph.values["RUN"]).endswith("ckpt-2"), where
+        elif module == "trainer_hooks.export" and "--tflite" in args:
+            assert (Path(ph.values["LITE"]) / "model.tflite").is_file(), where
+        elif module == "trainer_hooks.import_checkpoint":
+            assert json.loads((Path(ph.values["IMPORTED"]) / "import_report.json").read_text())["missing"] == [], where
+        elif module == "trainer_hooks.finetune":
+            out = Path(ph.values["FT"]) / "metrics.json" if args[0] != "predict" else None
+            assert out is None or json.loads(out.read_text())["labels"] == ["0", "1"], where
+            if out is None:
+                lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('{"line"')]
+                assert [json.loads(ln)["line"] for ln in lines] == [1, 2], where
         elif module == "trainer_hooks.export":
             assert (Path(ph.values["EXPORT"]) / "saved_model").is_dir() and \
                 (Path(ph.values["EXPORT"]) / "vocab.txt").read_bytes() == Path(DEFAULT_VOCAB).read_bytes(), where
