@@ -197,3 +197,22 @@ def test_resume_after_kill_equals_uninterrupted_and_early_stopping(tmp_path):
                "--early_stopping_patience", "2") == 0
     c = json.loads((tmp_path / "c" / "metrics.json").read_text(encoding="utf-8"))
     assert c["stopped_early"] and [e["epoch"] for e in c["epochs"]] == [1, 2, 3] and c["best_epoch"] == 1
+
+
+def test_two_horovod_ranks_split_each_epoch(tmp_path):
+    """Under horovodrun each rank takes half of every epoch (60 of 120 examples: 8 steps of 8, not 15) and both
+    ranks finish (every step all-reduces, so unequal step counts would hang)."""
+    pytest.importorskip("horovod.tensorflow", exc_type=ImportError)
+    from tests.test_trainer_horovod import horovodrun
+    cfg = tiny_config(tmp_path)
+    cmd = [horovodrun(), "-np", "2", "-H", "localhost:2", sys.executable, "-m", "trainer_hooks.finetune", "--task",
+           "classify", "--train", topic_file(tmp_path / "train.tsv", 121, 0), "--dev",
+           topic_file(tmp_path / "dev.tsv", 20, 1), "--model", "albert", "--init", "none", "--config", cfg,
+           "--output", str(tmp_path / "out"), "--num_epochs", "2", "--batch_size", "8", "--max_seq_length", "24",
+           "--horovod"]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "121 training examples, 2 labels, 8 steps/epoch, 16 steps" in proc.stdout + proc.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["steps"] == 16 and [e["epoch"] for e in metrics["epochs"]] == [1, 2]

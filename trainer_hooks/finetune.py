@@ -318,7 +318,12 @@ def train(args: argparse.Namespace) -> int:
     sources = [v.value for v in variables]
     optimizer = build_optimizer("adamw", variables, weight_decay=args.weight_decay)
     n_train = len(data["train"])
-    per_rank = math.ceil(n_train / dist.size)
+    # Every rank must run the same number of steps (each step all-reduces): with N processes an epoch uses
+    # N * floor(n / N) examples, the n mod N left out changing with the epoch's order.
+    per_rank = n_train // dist.size
+    if per_rank < 1:
+        print(f"[finetune] refused: {n_train} training examples for {dist.size} processes", file=sys.stderr)
+        return 2
     steps_per_epoch = math.ceil(per_rank / args.batch_size)
     total_steps = max(1, math.ceil(args.num_epochs * steps_per_epoch))
     num_epochs = math.ceil(total_steps / steps_per_epoch)
@@ -391,7 +396,7 @@ def train(args: argparse.Namespace) -> int:
     for ep in range(start_epoch + 1, num_epochs + 1):
         t0 = time.perf_counter()
         # Example order: a pure function of (seed, epoch); each rank takes every size-th example of it.
-        order = np.random.default_rng([args.seed, ep]).permutation(n_train)[dist.rank::dist.size]
+        order = np.random.default_rng([args.seed, ep]).permutation(n_train)[:per_rank * dist.size][dist.rank::dist.size]
         losses, accs = [], []
         for i in range(0, len(order), args.batch_size):
             if int(step.numpy()) >= total_steps:
