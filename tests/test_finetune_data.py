@@ -102,3 +102,9 @@ def test_metrics_accuracy_and_macro_f1():
     m = fd.classification_metrics(gold, pred, 4)
     # F1: label 0: tp1 fp1 fn1 -> 0.5; label 1: tp2 fp1 fn0 -> 0.8; label 2: 0; label 3 absent everywhere.
     assert m["accuracy"] == pytest.approx(0.6) and m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def test_help_shows_every_default():
+    from trainer_hooks import cli, finetune, import_checkpoint
+    for parser in (finetune.build_parser(), finetune.build_predict_parser(), import_checkpoint.build_parser()):
+        assert cli.undocumented_defaults(parser) == [], parser.prog

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -269,7 +268,3 @@ def classification_metrics(gold: np.ndarray, pred: np.ndarray, num_labels: int) 
         f1s.append(2 * tp / (2 * tp + fp + fn))
     return {"accuracy": float(np.mean(gold == pred)), "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
             "examples": int(gold.size)}
-
-
-def counts_summary(counts: CounterDict) -> dict[str, int]:
-    return counts.as_dict()
