@@ -6,7 +6,8 @@ near-copy, kinds in rotation (``tests/neardup_eval.LINE_KINDS``): punctuation to
 half width, letters/digits/punctuation to full width, a few characters replaced,
 deleted or inserted, two lines swapped, ~10% of the lines dropped, a paragraph of
 other real text appended. Multi-line documents (where line dedup can cut a copy
-into a fragment) and one-line documents are planted in equal numbers.
+into a fragment; up to ``--limit``) and at most as many one-line documents are
+planted (../shared/corpus: 484 and 299).
 
 The corpus then runs through ``python -m pipelines.build ... --stop_after dedup``
 with the DEFAULT options plus ``--near_dedup true`` (line dedup on), and the output
