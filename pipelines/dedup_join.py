@@ -19,7 +19,10 @@ them whole. Here every decision is a small record in sorted run files instead:
 Line groups include exact duplicates: a duplicate's owner has the same lines and a
 smaller record key, so it is in every one of those groups and line owners are the
 same as if the duplicates had been removed first. That removes the exact -> line
-dependency, so a single read pass yields both kinds of keys.
+dependency, so a single read pass yields both kinds of keys. With near dedup or
+decontamination on, line keys come from a later read instead, of the documents
+that survive every whole-document decision (``pipelines.build.run_dedup``), so a
+document removed whole never owns a line.
 
 Near-duplicate and decontamination results (keyed by document id) become
 decision records the same way (``id_decisions``).
