@@ -24,11 +24,14 @@ BASE = {"hidden_size": H, "intermediate_size": I, "num_attention_heads": N, "voc
 
 def release_variables(flavour: str, layers: int) -> dict[str, tuple]:
     """Variable name -> shape, as each release's modeling.py/run_pretraining.py creates them."""
-    e = E if flavour == "google_albert" else H
-    v = {"bert/embeddings/word_embeddings": (V, e), "bert/embeddings/token_type_embeddings": (T, e),
-         "bert/embeddings/LayerNorm/gamma": (e,), "bert/embeddings/LayerNorm/beta": (e,)}
+    e = E if flavour in ("google_albert", "albert_zh") else H
+    w = H if flavour == "albert_zh" else e  # albert_zh: type/position embeddings and LayerNorm are H wide
+    v = {"bert/embeddings/word_embeddings": (V, e), "bert/embeddings/token_type_embeddings": (T, w),
+         "bert/embeddings/LayerNorm/gamma": (w,), "bert/embeddings/LayerNorm/beta": (w,)}
     if flavour != "nezha":
-        v["bert/embeddings/position_embeddings"] = (P, e)
+        v["bert/embeddings/position_embeddings"] = (P, w)
+    if flavour == "albert_zh":
+        v["bert/embeddings/word_embeddings_2"] = (E, H)  # the E -> H projection, no bias
 
     def dense(name, i, o):
         v[f"{name}/kernel"], v[f"{name}/bias"] = (i, o), (o,)
@@ -47,8 +50,8 @@ def release_variables(flavour: str, layers: int) -> dict[str, tuple]:
         dense(f"{p}/ffn_1/intermediate/output/dense", I, H)
         norm(f"{p}/LayerNorm_1")
     else:
-        for i in range(layers):
-            p = f"bert/encoder/layer_{i}"
+        for i in range(1 if flavour == "albert_zh" else layers):
+            p = "bert/encoder/layer_shared" if flavour == "albert_zh" else f"bert/encoder/layer_{i}"
             for q in ("query", "key", "value"):
                 dense(f"{p}/attention/self/{q}", H, H)
             dense(f"{p}/attention/output/dense", H, H)
@@ -57,9 +60,9 @@ def release_variables(flavour: str, layers: int) -> dict[str, tuple]:
             dense(f"{p}/output/dense", I, H)
             norm(f"{p}/output/LayerNorm")
     dense("bert/pooler/dense", H, H)
-    dense("cls/predictions/transform/dense", H, e)
-    v["cls/predictions/transform/LayerNorm/gamma"] = (e,)
-    v["cls/predictions/transform/LayerNorm/beta"] = (e,)
+    dense("cls/predictions/transform/dense", H, w)
+    v["cls/predictions/transform/LayerNorm/gamma"] = (w,)
+    v["cls/predictions/transform/LayerNorm/beta"] = (w,)
     v["cls/predictions/output_bias"] = (V,)
     v["cls/seq_relationship/output_weights"] = (2, H)
     v["cls/seq_relationship/output_bias"] = (2,)
@@ -109,10 +112,13 @@ def nezha_table(length: int, k: int, depth: int) -> np.ndarray:
     return table[idx]
 
 
-def reference(values: dict, flavour: str, layers: int, ids, seg, mask, k: int = 4):
+def reference(values: dict, flavour: str, layers: int, ids, seg, mask, positions, k: int = 4):
     w = values
     L = ids.shape[1]
-    x = w["bert/embeddings/word_embeddings"][ids] + w["bert/embeddings/token_type_embeddings"][seg]
+    words = w["bert/embeddings/word_embeddings"][ids]
+    if flavour == "albert_zh":
+        words = words @ w["bert/embeddings/word_embeddings_2"]
+    x = words + w["bert/embeddings/token_type_embeddings"][seg]
     if flavour != "nezha":
         x = x + w["bert/embeddings/position_embeddings"][:L][None]
     x = ln(x, w["bert/embeddings/LayerNorm/gamma"], w["bert/embeddings/LayerNorm/beta"])
@@ -126,7 +132,7 @@ def reference(values: dict, flavour: str, layers: int, ids, seg, mask, k: int = 
             names = [p + "attention_1/self/", p + "attention_1/output/dense", p + "LayerNorm", p + "ffn_1/intermediate/dense",
                      p + "ffn_1/intermediate/output/dense", p + "LayerNorm_1"]
         else:
-            p = f"bert/encoder/layer_{i}/"
+            p = "bert/encoder/layer_shared/" if flavour == "albert_zh" else f"bert/encoder/layer_{i}/"
             names = [p + "attention/self/", p + "attention/output/dense", p + "attention/output/LayerNorm",
                      p + "intermediate/dense", p + "output/dense", p + "output/LayerNorm"]
         s, o, n1, fi, fo, n2 = names
@@ -148,10 +154,17 @@ def reference(values: dict, flavour: str, layers: int, ids, seg, mask, k: int = 
         x = ln(a + f, w[f"{n2}/gamma"], w[f"{n2}/beta"])
     pooled = np.tanh(x[:, 0] @ w["bert/pooler/dense/kernel"] + w["bert/pooler/dense/bias"])
     sop = pooled @ w["cls/seq_relationship/output_weights"].T + w["cls/seq_relationship/output_bias"]
-    return x, pooled, sop
+    picked = np.take_along_axis(x, positions[:, :, None], axis=1)
+    t = gelu(picked @ w["cls/predictions/transform/dense/kernel"] + w["cls/predictions/transform/dense/bias"])
+    t = ln(t, w["cls/predictions/transform/LayerNorm/gamma"], w["cls/predictions/transform/LayerNorm/beta"])
+    if flavour == "albert_zh":
+        t = t @ w["bert/embeddings/word_embeddings_2"].T
+    mlm = t @ w["bert/embeddings/word_embeddings"].T + w["cls/predictions/output_bias"]
+    return x, pooled, sop, mlm
 
 
-CASES = {"google_bert": ("albert", 2), "google_albert": ("albert", 3), "nezha": ("nezha", 2)}
+CASES = {"google_bert": ("albert", 2), "google_albert": ("albert", 3), "albert_zh": ("albert", 3),
+         "nezha": ("nezha", 2)}
 
 
 @pytest.mark.parametrize("flavour", sorted(CASES))
@@ -160,6 +173,8 @@ def test_imported_model_matches_numpy_forward(flavour, tmp_path):
     cfg = {**BASE, "num_hidden_layers": layers}
     if flavour == "google_albert":
         cfg.update(embedding_size=E, num_hidden_groups=1, inner_group_num=1)
+    if flavour == "albert_zh":
+        cfg.update(embedding_size=E)
     if flavour == "nezha":
         cfg.update(use_relative_position=True, max_relative_position=4)
     prefix, values = write_release(tmp_path, release_variables(flavour, layers), seed=len(flavour))
@@ -180,11 +195,15 @@ def test_imported_model_matches_numpy_forward(flavour, tmp_path):
     ids = rng.integers(0, V, (3, 7))
     seg = np.array([[0] * 4 + [1] * 3] * 3)
     mask = np.array([[1] * 7, [1] * 5 + [0] * 2, [1] * 3 + [0] * 4])
-    seq, pooled = model.encoder(tf.constant(ids), tf.constant(seg), tf.constant(mask))
-    ref_seq, ref_pooled, ref_sop = reference(values, flavour, layers, ids, seg, mask.astype(np.float64))
-    assert np.abs(seq.numpy() - ref_seq).max() < 1e-4
-    assert np.abs(pooled.numpy() - ref_pooled).max() < 1e-5
-    assert np.abs(model.sentence_head(pooled).numpy() - ref_sop).max() < 1e-5
+    positions = np.array([[1, 2], [0, 4], [2, 1]])
+    out = model({"input_ids": tf.constant(ids), "segment_ids": tf.constant(seg), "input_mask": tf.constant(mask),
+                 "masked_lm_positions": tf.constant(positions)})
+    ref_seq, ref_pooled, ref_sop, ref_mlm = reference(values, flavour, layers, ids, seg, mask.astype(np.float64),
+                                                      positions)
+    assert np.abs(out["sequence_output"].numpy() - ref_seq).max() < 1e-4
+    assert np.abs(out["pooled_output"].numpy() - ref_pooled).max() < 1e-5
+    assert np.abs(out["sentence_logits"].numpy() - ref_sop).max() < 1e-5
+    assert np.abs(out["mlm_logits"].numpy() - ref_mlm).max() < 1e-4
 
 
 def test_refusals_name_the_variable(tmp_path, capsys):
@@ -203,8 +222,8 @@ def test_refusals_name_the_variable(tmp_path, capsys):
         ic.import_checkpoint(prefix, raw, "albert", "google_bert", vocab_file=str(vocab))
     with pytest.raises(ic.ImportRefused, match="imports into --model albert, not nezha"):
         ic.import_checkpoint(prefix, raw, "nezha", "google_bert")
-    with pytest.raises(ic.ImportRefused, match="albert_zh checkpoints are not imported: .*word_embeddings_2"):
-        ic.import_checkpoint(prefix, raw, "albert", "albert_zh")
+    with pytest.raises(ic.ImportRefused, match="has no bert/embeddings/word_embeddings_2"):
+        ic.import_checkpoint(prefix, {**raw, "embedding_size": H}, "albert", "albert_zh")  # a BERT file is no albert_zh
     (tmp_path / "c.json").write_text(json.dumps({**raw, "num_hidden_layers": 3}), encoding="utf-8")
     assert ic.main(["--checkpoint", prefix, "--config", str(tmp_path / "c.json"), "--model", "albert", "--flavour",
                     "google_bert", "--output", str(tmp_path / "o")]) == 2
@@ -280,3 +299,22 @@ def write_bert_release(path: Path, vocab_file: str, max_position: int) -> str:
     (path / "bert_config.json").write_text(json.dumps(cfg), encoding="utf-8")
     shutil.copyfile(vocab_file, path / "vocab.txt")
     return str(path / "bert_model.ckpt")
+
+
+def test_albert_zh_layout_parameter_count_and_hf_refusal():
+    from trainer_hooks.config import ModelConfig
+    from trainer_hooks.convert_hf import ConversionRefused, albert_state_dict
+    from trainer_hooks.models import build_model
+    from trainer_hooks.models.albert import albert_parameter_count
+    for share in ("all", "none"):
+        cfg = ic.model_config({**BASE, "num_hidden_layers": 2, "embedding_size": E}, "albert_zh",
+                              ["bert/encoder/layer_shared/intermediate/dense/kernel"] if share == "all" else [])
+        assert cfg.albert_share_type == share and cfg.extra["embedding_layout"] == "albert_zh"
+        model = build_model("albert", cfg)
+        assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == albert_parameter_count(cfg)
+        assert tuple(model.encoder.position_embeddings.shape) == (P, H) and model.encoder.embedding_projection.bias \
+            is None
+    with pytest.raises(ConversionRefused, match="embedding_layout albert_zh"):
+        albert_state_dict(model)
+    with pytest.raises(ValueError, match="embedding_layout must be one of"):
+        build_model("albert", ModelConfig.from_dict({**BASE, "num_hidden_layers": 1, "embedding_layout": "x"}))

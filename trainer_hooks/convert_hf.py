@@ -84,6 +84,11 @@ def albert_state_dict(model: Any, untie_shared_attention: bool = False) -> tuple
             "share_type 'attention' (one attention block shared, separate FFNs) cannot be expressed by "
             "transformers' AlbertModel, which shares whole layers only; pass --untie_shared_attention to copy the "
             "shared attention into every layer (same outputs, but the copies are no longer tied)")
+    if getattr(enc, "layout", "google") == "albert_zh":
+        raise ConversionRefused(
+            "embedding_layout albert_zh (word embeddings projected to H before the position/type embeddings and "
+            "LayerNorm, as imported from brightmart/albert_zh) has no counterpart in transformers' AlbertModel, "
+            "which normalises at width E and then projects")
     groups = 1 if share == "all" else n
     state = {"albert.embeddings.word_embeddings.weight": _array(enc.word_embeddings),
              "albert.embeddings.position_embeddings.weight": _array(enc.position_embeddings),

@@ -25,10 +25,11 @@ Variable names are those of each release's ``modeling.py`` / ``run_pretraining.p
   ``inner_group_num`` = 1 (every released model) is accepted.
 * ``nezha`` (huawei-noah NEZHA-TensorFlow) -> ``--model nezha``: BERT's names without
   ``position_embeddings`` (relative positions are a fixed function, not a variable).
-* ``albert_zh`` (brightmart) is refused: it projects the word embeddings (``word_embeddings_2``, no bias) to H
-  *before* adding H-wide token type / position embeddings and LayerNorm, and its MLM head projects back through
-  the transposed projection. This trainer's ALBERT sums and normalises at width E and then projects, so no
-  assignment of albert_zh's weights reproduces its outputs; importing it would silently change the model.
+* ``albert_zh`` (brightmart/albert_zh) -> ``--model albert`` with ``embedding_layout: albert_zh``: its word
+  embeddings [V, E] are projected by ``bert/embeddings/word_embeddings_2`` ([E, H], no bias) *before* the H-wide
+  token type / position embeddings and LayerNorm are applied, and its MLM head (``cls/predictions/transform``,
+  H wide) projects back through the transposed projection; the trainer's ALBERT has that layout as an option.
+  Layers are BERT's names under ``bert/encoder/layer_shared`` (share_type all) or ``layer_N`` (none).
 
 Refusals (exit status 2, nothing written) name the variable: a checkpoint shape that disagrees with the config, an
 encoder variable missing from the checkpoint, a vocab file whose size is not the embedding's row count.
@@ -45,15 +46,15 @@ from typing import Any, Callable, Optional, Sequence
 from trainer_hooks import cli
 
 FLAVOURS = ("google_bert", "google_albert", "albert_zh", "nezha")
-FLAVOUR_MODEL = {"google_bert": "albert", "google_albert": "albert", "nezha": "nezha"}
+FLAVOUR_MODEL = {"google_bert": "albert", "google_albert": "albert", "albert_zh": "albert", "nezha": "nezha"}
 
 
 class ImportRefused(ValueError):
     """A checkpoint that cannot be imported as asked (the message names the variable or option)."""
 
 
-def model_config(raw: dict, flavour: str) -> Any:
-    """This trainer's ``ModelConfig`` for a release's config JSON."""
+def model_config(raw: dict, flavour: str, names: Sequence[str] = ()) -> Any:
+    """This trainer's ``ModelConfig`` for a release's config JSON (``names``: the checkpoint's variables)."""
     from trainer_hooks.config import ModelConfig
     raw = dict(raw)
     if flavour == "google_bert":
@@ -65,6 +66,10 @@ def model_config(raw: dict, flavour: str) -> Any:
             raise ImportRefused(f"google_albert with num_hidden_groups={groups}, inner_group_num={inner}: only one "
                                 "shared group with one inner block (every released ALBERT) maps to share_type all")
         raw["share_type"] = "all"
+    elif flavour == "albert_zh":
+        raw["embedding_layout"] = "albert_zh"
+        shared = any(n.startswith("bert/encoder/layer_shared/") for n in names)
+        raw["share_type"] = "all" if shared else "none"
     elif flavour == "nezha":
         raw.pop("embedding_size", None)
         raw["use_relative_position"] = True
@@ -99,6 +104,8 @@ def mapping(model: Any, flavour: str) -> tuple[list, list]:
                   (enc.embedding_projection.bias, np.zeros(cfg.hidden_size, np.float32), "zero")]
     elif flavour == "google_albert":
         out += _dense("bert/encoder/embedding_hidden_mapping_in", enc.embedding_projection)
+    elif flavour == "albert_zh":
+        out.append(("bert/embeddings/word_embeddings_2", enc.embedding_projection.kernel, None))
     if flavour == "google_albert":
         p = "bert/encoder/transformer/group_0/inner_group_0"
         att, ffn = enc.attention_blocks[0], enc.ffn_blocks[0]
@@ -110,7 +117,8 @@ def mapping(model: Any, flavour: str) -> tuple[list, list]:
                 + _norm(f"{p}/LayerNorm_1", ffn.layer_norm))
     else:
         for i, (att, ffn) in enumerate(zip(enc.attention_blocks, enc.ffn_blocks)):
-            p = f"bert/encoder/layer_{i}"
+            shared = flavour == "albert_zh" and cfg.albert_share_type == "all"
+            p = "bert/encoder/layer_shared" if shared else f"bert/encoder/layer_{i}"
             out += (_dense(f"{p}/attention/self/query", att.query) + _dense(f"{p}/attention/self/key", att.key)
                     + _dense(f"{p}/attention/self/value", att.value)
                     + _dense(f"{p}/attention/output/dense", att.output_dense)
@@ -134,21 +142,15 @@ def import_checkpoint(prefix: str, raw_config: dict, kind: str, flavour: str,
     import tensorflow as tf
 
     from trainer_hooks.models import build_model
-    if flavour == "albert_zh":
-        raise ImportRefused(
-            "albert_zh checkpoints are not imported: albert_zh projects word_embeddings through word_embeddings_2 "
-            "([E, H], no bias) before adding H-wide token_type/position embeddings and LayerNorm, and its MLM head "
-            "projects back through word_embeddings_2^T; this trainer's ALBERT adds and normalises at width E and "
-            "then projects (Google's layout), so no assignment of albert_zh's weights gives its outputs")
     if FLAVOUR_MODEL[flavour] != kind:
         raise ImportRefused(f"--flavour {flavour} imports into --model {FLAVOUR_MODEL[flavour]}, not {kind}"
-                            + (" (BERT has absolute positions, NEZHA none)" if flavour == "google_bert" else ""))
-    config = model_config(raw_config, flavour)
+                            + (" (it has absolute positions, NEZHA none)" if kind == "nezha" else ""))
     try:
         reader = tf.train.load_checkpoint(prefix)
     except (tf.errors.NotFoundError, ValueError) as e:
         raise ImportRefused(f"cannot read checkpoint {prefix}: {e}") from None
     shapes = reader.get_variable_to_shape_map()
+    config = model_config(raw_config, flavour, list(shapes))
     model = build_model(kind, config, dtype="float32")
     pairs, synth = mapping(model, flavour)
     used, missing = [], []

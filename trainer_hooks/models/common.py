@@ -170,7 +170,10 @@ class PretrainingModel(keras.Model):
         self.config = config
         self.encoder = encoder
         init = config.initializer_range
-        self.mlm_transform = keras.layers.Dense(config.embedding_width, activation=activation(config.hidden_act),
+        # albert_zh's MLM head transforms at width H and projects back to E through the embedding projection.
+        self.project_back = config.extra.get("embedding_layout") == "albert_zh"
+        self.mlm_transform = keras.layers.Dense(config.hidden_size if self.project_back else config.embedding_width,
+                                                activation=activation(config.hidden_act),
                                                 kernel_initializer=seeds.initializer(init), name="mlm_transform",
                                                 dtype=self.dtype_policy)
         self.mlm_layer_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="mlm_layer_norm",
@@ -184,6 +187,8 @@ class PretrainingModel(keras.Model):
                                    training=training)
         picked = tf.gather(seq, tf.cast(features["masked_lm_positions"], tf.int32), batch_dims=1)  # [B, P, H]
         h = self.mlm_layer_norm(self.mlm_transform(picked))
+        if self.project_back:
+            h = tf.einsum("bph,eh->bpe", h, tf.cast(self.encoder.embedding_projection.kernel, h.dtype))
         emb = tf.cast(self.encoder.word_embeddings, h.dtype)
         mlm_logits = tf.einsum("bpe,ve->bpv", h, emb)
         # Logits and losses in float32 so the softmax over ~21k classes is not computed in 8-bit mantissas.
