@@ -64,7 +64,7 @@ def cluster(tmp_path_factory):
     logs = tmp_path_factory.mktemp("dask-logs")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs: list[subprocess.Popen] = []
 
     def start(name: str, *args: str) -> None:
@@ -334,4 +334,25 @@ def test_worker_killed_mid_stage_gives_identical_output_or_clear_failure(
         assert "DaskRunner" in str(error) or "KilledWorker" in type(error).__name__
         assert not (out / "manifest.json").exists()
     # The nanny brings the killed worker back: the cluster has two workers again.
+    client.wait_for_workers(2, timeout=60)
+
+
+def _die(x):
+    os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def test_a_task_that_keeps_killing_workers_fails_clearly(cluster, tmp_path):
+    """Dask retries a task whose worker died; when it dies every time the run fails
+    with a one-line DaskRunner error (never a result without that task's output)."""
+    address, client, _ = cluster
+    out = tmp_path / "never.json"
+
+    def pipeline(p):
+        (p | beam.Create([1]) | "Die" >> beam.Map(_die) | beam.combiners.ToList()
+         | beam.Map(_write(str(out))))
+
+    with pytest.raises(RuntimeError, match=r"DaskRunner: .* failed: workers died"):
+        _run(pipeline, address)
+    assert not out.exists()
     client.wait_for_workers(2, timeout=60)

@@ -517,6 +517,7 @@ class DaskRunResult(PipelineResult):
                                f"client went away): {e}") from e
         except Exception as e:
             self._state = PipelineState.FAILED
+            self._client.cancel(self._futures)  # the stage's remaining tasks stop here
             if type(e).__name__ == "KilledWorker":
                 raise RuntimeError(
                     f"DaskRunner: {self._name} failed: workers died while running one task "
@@ -524,7 +525,9 @@ class DaskRunResult(PipelineResult):
                     f"--resume") from e
             raise
         finally:
-            self._client.cancel(self._futures)
+            for f in self._futures:
+                f.release()  # finished: let the scheduler forget them (no cancel log lines)
+            self._futures = []
         self._counters = total
         self._state = PipelineState.DONE
         return self._state
