@@ -123,14 +123,15 @@ def reference(values: dict, flavour: str, layers: int, ids, seg, mask, positions
         x = x + w["bert/embeddings/position_embeddings"][:L][None]
     x = ln(x, w["bert/embeddings/LayerNorm/gamma"], w["bert/embeddings/LayerNorm/beta"])
     if flavour == "google_albert":
-        x = x @ w["bert/encoder/embedding_hidden_mapping_in/kernel"] + w["bert/encoder/embedding_hidden_mapping_in/bias"]
+        m = "bert/encoder/embedding_hidden_mapping_in"
+        x = x @ w[f"{m}/kernel"] + w[f"{m}/bias"]
     rel = nezha_table(L, k, H // N) if flavour == "nezha" else None
     d = H // N
     for i in range(layers):
         if flavour == "google_albert":
             p = "bert/encoder/transformer/group_0/inner_group_0/"
-            names = [p + "attention_1/self/", p + "attention_1/output/dense", p + "LayerNorm", p + "ffn_1/intermediate/dense",
-                     p + "ffn_1/intermediate/output/dense", p + "LayerNorm_1"]
+            names = [p + "attention_1/self/", p + "attention_1/output/dense", p + "LayerNorm",
+                     p + "ffn_1/intermediate/dense", p + "ffn_1/intermediate/output/dense", p + "LayerNorm_1"]
         else:
             p = "bert/encoder/layer_shared/" if flavour == "albert_zh" else f"bert/encoder/layer_{i}/"
             names = [p + "attention/self/", p + "attention/output/dense", p + "attention/output/LayerNorm",
@@ -258,7 +259,8 @@ def test_pretrain_continues_from_an_imported_checkpoint(tmp_path, capsys):
     assert ic.main(["--checkpoint", prefix, "--config", str(tmp_path / "config.json"), "--model", "albert",
                     "--flavour", "google_albert", "--output", str(imported)]) == 0
     run = tmp_path / "run"
-    args = ["--input", str(tmp_path / "data" / "tfrecords" / "*"), "--manifest", str(tmp_path / "data" / "manifest.json"),
+    args = ["--input", str(tmp_path / "data" / "tfrecords" / "*"),
+            "--manifest", str(tmp_path / "data" / "manifest.json"),
             "--model", "albert", "--config", str(imported / "model_config.json"), "--model_dir", str(run),
             "--num_train_steps", "2", "--train_batch_size", "2", "--optimizer", "adamw", "--learning_rate", "0",
             "--init_checkpoint", str(imported)]
@@ -291,8 +293,8 @@ def write_bert_release(path: Path, vocab_file: str, max_position: int) -> str:
     vocab = len(load_vocab(vocab_file))
     cfg = {**BASE, "vocab_size": vocab, "max_position_embeddings": max_position, "num_hidden_layers": 2}
     names = release_variables("google_bert", 2)
-    names.update({"bert/embeddings/word_embeddings": (vocab, H), "bert/embeddings/position_embeddings": (max_position, H),
-                  "cls/predictions/output_bias": (vocab,)})
+    names.update({"bert/embeddings/word_embeddings": (vocab, H),
+                  "bert/embeddings/position_embeddings": (max_position, H), "cls/predictions/output_bias": (vocab,)})
     prefix, _ = write_release(path, names)
     for ext in (".index", ".data-00000-of-00001"):
         shutil.move(prefix + ext, str(path / "bert_model.ckpt") + ext)
