@@ -73,9 +73,8 @@ from typing import Any, Optional, Sequence
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.internal import pickler
-from apache_beam.metrics.execution import MetricKey, MetricsContainer
+from apache_beam.metrics.execution import MetricKey, MetricResult, MetricsContainer
 from apache_beam.metrics.metric import MetricName, MetricResults
-from apache_beam.metrics.execution import MetricResult
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.runners.common import DoFnRunner, Receiver
@@ -96,7 +95,6 @@ TARGET_PARTITION_BYTES = 16 << 20
 MIN_PARTITIONS_PER_THREAD = 4
 MAX_AUTO_PARTITIONS = 4096
 PROGRESS_EVERY_S = 10.0
-ADDRESS_RE = re.compile(r"^(tcp|tls)://[^\s:/]+:\d{1,5}$")
 _ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -375,8 +373,10 @@ class _Translator(PipelineVisitor):
             values = list(t.values)
             n = max(1, min(len(values), self.partitions))
             bounds = [len(values) * i // n for i in range(n + 1)]
-            self.pcolls[outs[0]] = [self._delayed(list, label, i, values[bounds[i]:bounds[i + 1]])
-                                    for i in range(n)]
+            # Pickled: Dask would read a literal tuple starting with a callable as a task.
+            self.pcolls[outs[0]] = [
+                self._delayed(pickler.loads, label, i, pickler.dumps(values[bounds[i]:bounds[i + 1]]))
+                for i in range(n)]
         elif isinstance(t, beam.Impulse):
             self.pcolls[outs[0]] = [self._delayed(list, label, 0, [b""])]
         elif isinstance(t, _Reshuffle):
