@@ -356,3 +356,17 @@ def test_a_task_that_keeps_killing_workers_fails_clearly(cluster, tmp_path):
         _run(pipeline, address)
     assert not out.exists()
     client.wait_for_workers(2, timeout=60)
+
+
+def test_build_refuses_workers_with_another_beam_before_any_stage(cluster, monkeypatch, tmp_path):
+    """The driver compares its environment with each worker's before submitting."""
+    address, _, _ = cluster
+    real = dask_runner.environment()
+    monkeypatch.setattr(dask_runner, "environment",
+                        lambda: dict(real, **{"apache-beam": "2.77.1"}))  # the driver only
+    out = tmp_path / "refused"
+    with pytest.raises(UsageError, match=r"^Dask workers differ from the driver: worker "
+                                         r"tcp://127\.0\.0\.1:\d+ has apache-beam 2\.77\.0, "
+                                         r"the driver 2\.77\.1; worker "):
+        build(out, "--runner", "DaskRunner", "--dask_address", address)
+    assert not list(out.glob("stages/clean/*")) and not (out / "docs").exists()

@@ -141,6 +141,11 @@ def environment() -> dict[str, str]:
             "distributed": distributed.__version__}
 
 
+def _worker_environment() -> dict[str, str]:
+    """``environment()`` as a worker sees it (looked up in the worker's own module)."""
+    return environment()
+
+
 def environment_mismatches(driver: dict[str, str], workers: dict[str, dict[str, str]]) -> list[str]:
     """One phrase per differing package and worker (empty: all agree)."""
     out = []
@@ -629,7 +634,7 @@ class DaskRunner(_base_runner_class()):
 
     def check_cluster(self, client, b) -> None:
         """Same corpusflow/Beam/Python on every worker, and every local path visible."""
-        workers = client.run(environment)
+        workers = client.run(_worker_environment)
         if not workers:
             raise DaskRunnerError("the Dask cluster has no workers")
         bad = environment_mismatches(environment(), workers)
