@@ -29,7 +29,7 @@ What Beam 2.77's own DaskRunner gets wrong, and what this one does instead:
    real shuffles into that many partitions (hash of the deterministic key
    encoding for GroupByKey, round robin for Reshuffle).
 
-Limits (also in the README, "Beyond one machine: Dask"):
+Limits (also in the README, "Beyond one machine without Google Cloud: Dask"):
 
 * Memory: a task holds one partition: its input list, its outputs (lists, all
   of them, until the task ends) and each side input it reads, whole. There is
