@@ -1,4 +1,4 @@
-"""The SDK worker zygote (``pipelines.worker_zygote``): forked multi_processing workers.
+"""The SDK worker zygote (``pipelines.runners.worker_zygote``): forked multi_processing workers.
 
 A 2-worker multi_processing build must give the 1-worker build's bytes with every
 worker forked by the zygote; the zygote must go away with its owner; a worker's
@@ -23,7 +23,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipelines import beam_util, worker_zygote
+from pipelines import beam_util
+from pipelines.runners import local, worker_zygote
 from tests.pipeline_util import ROOT, build
 
 pytestmark = pytest.mark.skipif(not worker_zygote.supported(), reason="needs fork + AF_UNIX (Linux)")
@@ -111,7 +112,7 @@ def test_switch_and_runner_choice(monkeypatch):
     assert type(beam_util.make_runner(mp)) is FnApiRunner  # the stock path
     monkeypatch.setenv(worker_zygote.ENV_SWITCH, "1")
     assert type(beam_util.make_runner(PipelineOptions())) is FnApiRunner  # in_memory
-    assert beam_util._zygote_preload(PipelineOptions(["--near_dedup", "true"])) == ("near_dedup",)
+    assert local._zygote_preload(PipelineOptions(["--near_dedup", "true"])) == ("near_dedup",)
     with pytest.raises(ValueError):
         worker_zygote.Zygote(preload=("nope",))
 
@@ -128,7 +129,7 @@ def test_zygote_exits_when_closed():
 def test_zygote_exits_when_its_driver_dies():
     script = textwrap.dedent("""
         import time
-        from pipelines import worker_zygote
+        from pipelines.runners import worker_zygote
         z = worker_zygote.Zygote().start()
         z.stats()  # wait until it serves
         print(z.pid, z.socket_path, flush=True)

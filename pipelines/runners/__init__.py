@@ -1,5 +1,9 @@
-"""Runners corpusflow owns and tests (``dask_runner``: a Dask cluster, issue 19).
+"""Runners corpusflow owns and tests.
 
-The local zygote runner still lives in ``pipelines.worker_zygote`` /
-``pipelines.beam_util`` (moving it here is a separate redesign).
+- ``local``: Beam's in-process FnApiRunner; multi_processing SDK workers forked from
+  a pre-imported zygote (``worker_zygote``). The default (``--runner DirectRunner``).
+- ``dask_runner``: a Dask cluster (``--runner DaskRunner``, issue 19).
+
+``local.make_runner`` picks one from the options (``pipelines.beam_util.make_runner``
+delegates to it).
 """

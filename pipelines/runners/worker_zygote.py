@@ -9,7 +9,7 @@ hides the speed-up of a second worker.
 Here one zygote per driver process imports the worker's modules once, freezes
 the heap (``gc.freeze``) and then ``os.fork()``s a worker per request:
 
-* ``Zygote`` (driver side) starts ``python -m pipelines.worker_zygote --socket PATH``
+* ``Zygote`` (driver side) starts ``python -m pipelines.runners.worker_zygote --socket PATH``
   and hands Beam ``Zygote.command``: a tiny client that imports nothing heavy.
 * The client (``_CLIENT``, run as ``python -I -S -c ...``) connects to the
   socket, sends its environment (Beam puts the control/logging endpoints and
@@ -229,7 +229,7 @@ class Zygote:
         # A private 0700 directory: only this user can connect to the socket.
         self._dir = tempfile.mkdtemp(prefix="corpusflow-zygote-")
         self.socket_path = os.path.join(self._dir, "sock")
-        cmd = [sys.executable, "-m", "pipelines.worker_zygote", "--socket", self.socket_path]
+        cmd = [sys.executable, "-m", "pipelines.runners.worker_zygote", "--socket", self.socket_path]
         for name in self.preload:
             cmd += ["--preload", name]
         try:
@@ -495,7 +495,7 @@ def _bind(path: str) -> socket.socket:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """``python -m pipelines.worker_zygote --socket PATH [--preload jieba]``."""
+    """``python -m pipelines.runners.worker_zygote --socket PATH [--preload jieba]``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--socket", required=True)
     ap.add_argument("--preload", action="append", default=[], choices=sorted(PRELOADS))
