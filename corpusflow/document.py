@@ -94,3 +94,14 @@ def stable_hash64(data: str | bytes) -> int:
     if isinstance(data, str):
         data = data.encode("utf-8")
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+def record_key(d: dict[str, Any]) -> tuple[str, str, int]:
+    """Who a document record is, for choosing dedup survivors: the id, then where it was read.
+
+    ``d`` is a ``Document.to_json()`` dict. The same article can arrive twice with
+    the same id (a wiki dump as JSON and as <doc> files); the file/line tie-break
+    keeps exactly one of them.
+    """
+    meta = d.get("meta") or {}
+    return d["id"], str(meta.get("file", "")), int(meta.get("line") or 0)

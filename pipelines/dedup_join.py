@@ -6,7 +6,7 @@ them whole. Here every decision is a small record in sorted run files instead:
 
 1. keys      - one pass over the clean shards emits ``(text key, member)`` and
                ``(line key, member)``; a member is the document's record key
-               (encoded so that byte order is ``stages.record_key`` order) and its
+               (encoded so that byte order is ``document.record_key`` order) and its
                shard sort key. They are spilled as sorted runs (``sharded_write``).
 2. decide    - per key bucket the runs are k-way merged. Members of one key arrive
                together, smallest record first: that one keeps the text or line, and
@@ -39,7 +39,7 @@ from apache_beam import pvalue
 from apache_beam.transforms.window import GlobalWindows
 
 from corpusflow.dedup.exact import text_and_line_keys
-from corpusflow.document import stable_hash64
+from corpusflow.document import record_key, stable_hash64
 from pipelines.sharded_write import _Spill, merge_runs
 
 EXACT = b"E"
@@ -95,7 +95,6 @@ class DedupKeys(beam.DoFn):
         self.line_min_chars = line_min_chars
 
     def process(self, d: dict):
-        from pipelines.stages import record_key  # stages imports this module
         m = member(record_key(d), stable_hash64(d["id"]))
         tkey, lkeys = text_and_line_keys(d["text"], self.line_min_chars)  # one normalising pass
         if self.exact:

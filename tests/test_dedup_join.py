@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from corpusflow.document import stable_hash64
+from corpusflow.document import record_key, stable_hash64
 from pipelines import dedup_join as dj
 from pipelines.beam_util import make_runner
 from pipelines.sharded_write import _read_run, _Spill
@@ -138,7 +138,6 @@ def _reference_dedup(docs: list[dict], min_chars: int, line_min_chars: int) -> d
     """The dedup semantics written plainly, in memory: exact duplicates out first, then
     repeated lines among the survivors (each line kept by its smallest record)."""
     from corpusflow.dedup.exact import line_keys, remove_lines, text_key
-    from pipelines.stages import record_key
     owner: dict = {}
     for d in docs:
         k = text_key(d["text"])
@@ -170,7 +169,6 @@ def test_pipeline_dedup_equals_the_plain_reference(tmp_path):
     from pathlib import Path
 
     from pipelines.build import run
-    from pipelines.stages import record_key
 
     pool = []
     with open(Path(__file__).resolve().parent.parent / "data" / "sample" / "zhwiki_sample.jsonl",
