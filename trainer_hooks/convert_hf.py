@@ -337,7 +337,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("USE_TF", "0")
     os.environ.setdefault("USE_FLAX", "0")
     from trainer_hooks import cli
-    from trainer_hooks.export import resolve_run, run_vocab_file
+    from trainer_hooks.export import resolve_run
+    from trainer_hooks.run_files import run_vocab_file
 
     cli.import_tensorflow_quietly()
     run_args, kind, checkpoint = resolve_run(args, p)

@@ -22,6 +22,7 @@ import sys
 from typing import Optional, Sequence
 
 from trainer_hooks import cli
+from trainer_hooks.run_files import run_vocab_file
 
 CONFIG_NAMES = {"albert": "albert_config.json", "nezha": "bert_config.json"}
 
@@ -84,21 +85,6 @@ def resolve_run(args: argparse.Namespace, p: argparse.ArgumentParser) -> tuple[d
     if checkpoint is None:
         p.error(f"no checkpoint in {args.model_dir}")
     return run_args, kind, checkpoint
-
-
-def run_vocab_file(run_args: dict) -> Optional[str]:
-    """The vocabulary of a training run: its ``--vocab_file``, else the one its manifest names (when that file
-    exists and matches the manifest's sha256)."""
-    if run_args.get("vocab_file"):
-        return run_args["vocab_file"]
-    manifest = run_args.get("manifest")
-    if not manifest:
-        return None
-    from trainer_hooks import data
-    try:
-        return data.manifest_vocab_file(data.load_manifest(manifest))
-    except data.InputRefused:
-        return None
 
 
 VOCAB_HELP = "default: the training run's --vocab_file, else the vocab_file its manifest names"

@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence
 
 from trainer_hooks import cli
 from trainer_hooks import finetune_data as fd
+from trainer_hooks.run_files import InitError, load_export, read_json, run_vocab_file
 
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 CONFIG_NAMES = {"albert": "albert_config.json", "nezha": "bert_config.json"}
@@ -97,21 +98,12 @@ def build_predict_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------- initialisation
 
 
-class InitError(ValueError):
-    """An ``--init`` that cannot be used (message says why)."""
-
-
-def _read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def _manifest_options(run_args: dict) -> dict:
     """``do_lower_case`` and ``t2s`` that the pretraining data was made with, where its manifest says."""
     path = run_args.get("manifest")
     if not path or not os.path.exists(path):
         return {}
-    m = _read_json(path)
+    m = read_json(path)
     out = {}
     if m.get("tfrecords", {}).get("do_lower_case") is not None:
         out["do_lower_case"] = bool(m["tfrecords"]["do_lower_case"])
@@ -148,13 +140,12 @@ def resolve_init(init: str, kind: str, config_path: Optional[str]) -> dict[str, 
     else:
         raise InitError(f"--init {init}: not a run directory, a checkpoint prefix, an export or 'none'")
     run_args_path = os.path.join(run_dir, "run_args.json")
-    run_args = _read_json(run_args_path) if os.path.exists(run_args_path) else {}
+    run_args = read_json(run_args_path) if os.path.exists(run_args_path) else {}
     if run_args.get("model") and run_args["model"] != kind:
         raise InitError(f"--init {init} is a {run_args['model']} run, not --model {kind}")
     cfg_path = config_path or os.path.join(run_dir, "model_config.json")
     if not os.path.exists(cfg_path):
         raise InitError(f"{run_dir}: no model_config.json; pass --config")
-    from trainer_hooks.export import run_vocab_file
     return {"config": ModelConfig.from_json_file(cfg_path), "source": "checkpoint", "checkpoint": checkpoint,
             "vocab_file": run_vocab_file(run_args), "options": _manifest_options(run_args)}
 
@@ -471,18 +462,6 @@ def train(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------- predict
-
-
-def load_export(model_dir: str) -> dict[str, Any]:
-    """The export of a fine-tuning run: ``model_dir`` itself or ``model_dir/export``."""
-    export = model_dir if os.path.exists(os.path.join(model_dir, "finetune.json")) else os.path.join(model_dir,
-                                                                                                     "export")
-    if not os.path.exists(os.path.join(export, "finetune.json")):
-        raise InitError(f"{model_dir}: no finetune.json (not a finetune output or export)")
-    meta = _read_json(os.path.join(export, "finetune.json"))
-    return {"dir": export, "meta": meta, "labels": fd.read_labels(os.path.join(export, "labels.txt")),
-            "encoder": fd.TextEncoder(os.path.join(export, "vocab.txt"), meta["max_seq_length"],
-                                      do_lower_case=meta["do_lower_case"], t2s=meta["t2s"])}
 
 
 def read_raw(path: str, pair: bool) -> list[fd.Row]:

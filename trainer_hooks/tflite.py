@@ -203,8 +203,9 @@ def export_classifier_tflite(finetune_dir: str, output: str, quantize: str, seq_
     import json
     import shutil
 
-    from trainer_hooks import finetune, finetune_data as fd
-    ex = finetune.load_export(finetune_dir)
+    from trainer_hooks import finetune_data as fd
+    from trainer_hooks.run_files import load_export
+    ex = load_export(finetune_dir)
     meta = dict(ex["meta"])
     length = seq_length or meta["max_seq_length"]
     os.makedirs(output, exist_ok=True)
