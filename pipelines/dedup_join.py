@@ -40,7 +40,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from corpusflow.dedup.exact import text_and_line_keys
 from corpusflow.document import record_key, stable_hash64
-from pipelines.sharded_write import _Spill, merge_runs
+from pipelines.sharded_write import Spill, merge_runs
 
 EXACT = b"E"
 LINE = b"L"
@@ -116,7 +116,7 @@ class _Decide(beam.DoFn):
 
     def __init__(self, kind: bytes, out_dir: str, num_buckets: int, spill_bytes: int):
         self.kind = kind
-        self.spill = _Spill(out_dir, num_buckets, spill_bytes)
+        self.spill = Spill(out_dir, num_buckets, spill_bytes)
 
     def start_bundle(self) -> None:
         self.spill.start_bundle()
@@ -165,8 +165,8 @@ class Decisions(beam.PTransform):
 
     def expand(self, pcoll):
         return (pcoll
-                | "Spill" >> beam.ParDo(_Spill(f"{self.tmp_dir}/members", self.num_buckets,
-                                               self.spill_bytes))
+                | "Spill" >> beam.ParDo(Spill(f"{self.tmp_dir}/members", self.num_buckets,
+                                              self.spill_bytes))
                 | "GroupRuns" >> beam.GroupByKey()
                 | "Decide" >> beam.ParDo(_Decide(self.kind, f"{self.tmp_dir}/decisions",
                                                  self.num_buckets, self.spill_bytes))
@@ -184,7 +184,7 @@ def id_decision(kind: bytes):
 
 def spill_decisions(tmp_dir: str) -> beam.ParDo:
     """Decision records -> sorted runs ``(bucket, (path, count))``, bucketed as the reader expects."""
-    return beam.ParDo(_Spill(tmp_dir, NUM_BUCKETS, 16 << 20))
+    return beam.ParDo(Spill(tmp_dir, NUM_BUCKETS, 16 << 20))
 
 
 # ------------------------------------------------------------------ 3. apply

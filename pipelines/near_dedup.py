@@ -6,7 +6,7 @@ streaming pass over the documents (``pipelines/dedup_join.py``).
 
 Memory is flat in input size on any runner: no step groups records with a
 ``GroupByKey``. As in exact dedup, every step spills its records to sorted run
-files (``sharded_write._Spill``: one run per key-range bucket per flush); only the
+files (``sharded_write.Spill``: one run per key-range bucket per flush); only the
 run files' names are grouped, by bucket, and the next step k-way merges one
 bucket's runs (``merge_runs``, at most 64 files open, larger sets in passes)
 and reads each key's records together, in byte order. What a step holds is one
@@ -54,7 +54,7 @@ from corpusflow.dedup import minhash as mh
 from corpusflow.dedup.decontam import DecontamConfig
 from corpusflow.dedup.minhash import NearDedupConfig
 from pipelines.beam_util import BeamInc
-from pipelines.sharded_write import _Spill, merge_runs
+from pipelines.sharded_write import Spill, merge_runs
 
 __all__ = ["NearDedup", "NearDedupConfig", "ConnectedComponents", "Decontaminate",
            "DecontamConfig", "DecontamPerFile", "expand_eval_globs"]
@@ -126,7 +126,7 @@ class _SpillStep(beam.DoFn):
         self.inc = BeamInc()
 
     def start_bundle(self) -> None:
-        self._spills = {tag: _Spill(d, self._num_buckets, self._spill_bytes)
+        self._spills = {tag: Spill(d, self._num_buckets, self._spill_bytes)
                         for tag, d in self._dirs.items()}
         for sp in self._spills.values():
             sp.start_bundle()

@@ -63,8 +63,8 @@ def _open_read(path: str):
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def _read_run(path: str) -> Iterator[tuple[int, bytes]]:
-    """Stream ``(key, payload)`` records of one sorted run."""
+def read_run(path: str) -> Iterator[tuple[int, bytes]]:
+    """Stream the ``(key, payload)`` records of one sorted run file (as ``Spill`` wrote it)."""
     with _open_read(path) as f:
         while True:
             hdr = f.read(_HDR.size)
@@ -103,13 +103,13 @@ def merge_runs(paths: Iterable[str], tmp_dir: Optional[str] = None,
                     continue
                 out = f"{tmp_dir}/merged/{uuid.uuid4().hex}.run"
                 with open_write(out) as f:
-                    for key, payload in heapq.merge(*[_read_run(p) for p in group]):
+                    for key, payload in heapq.merge(*[read_run(p) for p in group]):
                         f.write(_HDR.pack(key, len(payload)))
                         f.write(payload)
                 made.append(out)
                 merged.append(out)
             paths = merged
-        yield from heapq.merge(*[_read_run(p) for p in paths])
+        yield from heapq.merge(*[read_run(p) for p in paths])
     finally:
         # Intermediate runs are this call's own: remove them as soon as it is done.
         if made:
@@ -139,9 +139,22 @@ def frame(payload: bytes, fmt: str) -> bytes:
     return payload + b"\n"
 
 
-class _Spill(beam.DoFn):
-    """Sorted runs per bucket: ``(bucket, (path, count))``, or with ``checksum``
-    ``(bucket, (path, count, crc32c hex))`` (runs kept as a stage's output)."""
+class Spill(beam.DoFn):
+    """The spill writer: ``(sort_key, payload)`` -> sorted run files, one per key-range bucket per flush.
+
+    ``sort_key`` is a 64-bit unsigned int; its top bits pick one of ``num_buckets``
+    equal key ranges. Records are buffered until ``spill_bytes`` (estimated memory)
+    and at the end of the bundle, then each bucket's records are sorted and written
+    to ``tmp_dir/runs/bNNNNN-<random>.run`` (``read_run`` reads one back,
+    ``merge_runs`` merges many). Yields ``(bucket, (path, count))`` per run, or
+    with ``checksum`` ``(bucket, (path, count, crc32c hex))`` (runs kept as a
+    stage's output).
+
+    Use it as ``beam.ParDo(Spill(...))``, or inside another DoFn that spills as a
+    side effect: call its ``start_bundle``, ``process`` and ``finish_bundle`` from
+    the host's own (``process`` yields run records when a flush happens;
+    ``finish_bundle`` yields them as windowed values).
+    """
 
     def __init__(self, tmp_dir: str, num_buckets: int, spill_bytes: int, checksum: bool = False):
         self.tmp_dir = tmp_dir
@@ -321,8 +334,8 @@ class ShardedWrite(beam.PTransform):
         self.num_buckets = num_buckets or max(1, min(num_shards, 64))
 
     def expand(self, pcoll):
-        runs = pcoll | "Spill" >> beam.ParDo(_Spill(self.tmp_dir, self.num_buckets,
-                                                    self.spill_bytes))
+        runs = pcoll | "Spill" >> beam.ParDo(Spill(self.tmp_dir, self.num_buckets,
+                                                   self.spill_bytes))
         return runs | "MergeRuns" >> MergeRuns(self.prefix, self.num_shards, self.fmt,
                                                self.gzip_output, self.suffix, self.tmp_dir,
                                                self.max_fan_in)
@@ -335,7 +348,7 @@ def spill_runs(tmp_dir: str, num_buckets: int, spill_bytes: int = 32 << 20) -> b
     belong to the output; a stage that keeps runs as its result (the
     ``instances`` stage) lists those and removes the rest.
     """
-    return beam.ParDo(_Spill(tmp_dir, num_buckets, spill_bytes, checksum=True))
+    return beam.ParDo(Spill(tmp_dir, num_buckets, spill_bytes, checksum=True))
 
 
 class MergeRuns(beam.PTransform):

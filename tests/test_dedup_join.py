@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from corpusflow.document import record_key, stable_hash64
 from pipelines import dedup_join as dj
 from pipelines.beam_util import make_runner
-from pipelines.sharded_write import _read_run, _Spill
+from pipelines.sharded_write import Spill, read_run
 
 
 def _recs(n: int, seed: int) -> list[tuple]:
@@ -99,12 +99,12 @@ def test_decisions_equal_a_brute_force_grouping(tmp_path, kind):
         assert_that(out[dj.SIZES] | beam.CombinePerKey(sum),
                     equal_to(sorted(collections.Counter(sizes).items())), label="sizes")
     got = [rec for path in glob.glob(str(tmp_path / "t" / "decisions" / "runs" / "*.run"))
-           for rec in _read_run(path)]
+           for rec in read_run(path)]
     assert sorted(got) == sorted(want)
 
 
 def _spill(tmp_path, records: list, num_buckets: int, spill_bytes: int) -> list:
-    fn = _Spill(str(tmp_path / "d"), num_buckets, spill_bytes)
+    fn = Spill(str(tmp_path / "d"), num_buckets, spill_bytes)
     fn.start_bundle()
     runs = []
     for r in records:

@@ -233,7 +233,7 @@ def test_attempts_that_died_leave_no_trace(tmp_path, demo, monkeypatch):
     from pipelines import sharded_write, stages
     from pipelines.sharded_write import open_write, shard_name
     clean_out, _ = demo
-    seg_process, spill_flush = stages.SegmentDocs.process, sharded_write._Spill._flush
+    seg_process, spill_flush = stages.SegmentDocs.process, sharded_write.Spill._flush
     dead: list = []
 
     def segment_after_dead_attempt(self, element):
@@ -251,7 +251,7 @@ def test_attempts_that_died_leave_no_trace(tmp_path, demo, monkeypatch):
         yield from spill_flush(self)
 
     monkeypatch.setattr(stages.SegmentDocs, "process", segment_after_dead_attempt)
-    monkeypatch.setattr(sharded_write._Spill, "_flush", flush_after_dead_attempt)
+    monkeypatch.setattr(sharded_write.Spill, "_flush", flush_after_dead_attempt)
     out = tmp_path / "o"
     build(out, *TF_ARGS, "--token_boundary", "--keep_instance_runs")
     assert dead.count("words") == 4 and str(out / "stages" / "instances") in dead

@@ -11,7 +11,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from corpusflow.document import stable_hash64
 from corpusflow.io.tfrecord import read_tfrecords
-from pipelines.sharded_write import ShardedWrite, _Spill, cleanup, merge_runs, shard_of_rank
+from pipelines.sharded_write import ShardedWrite, Spill, cleanup, merge_runs, shard_of_rank
 
 
 def _run(out_dir, n, num_shards, spill_bytes, fmt="tfrecord", gz=False, workers=1,
@@ -78,7 +78,7 @@ def test_merge_runs_equals_one_merge_and_removes_its_intermediates(tmp_path):
     rng = random.Random(2)
     records = [(rng.getrandbits(64) % 50, bytes([rng.randrange(3)]) * rng.randrange(4))
                for _ in range(2000)]
-    spill = _Spill(str(tmp_path), 1, 300)
+    spill = Spill(str(tmp_path), 1, 300)
     spill.start_bundle()
     runs = [r for rec in records for r in spill.process(rec)]
     runs += [w.value for w in spill.finish_bundle()]
