@@ -78,7 +78,7 @@ def test_filtered_counters_exact(cleaner):
 
 
 def test_too_long_uses_config():
-    c = Cleaner(CleanConfig(t2s=False, max_chars=30))
+    c = Cleaner(CleanConfig.of(t2s=False, max_chars=30))
     counts = CounterDict()
     assert c.clean(doc(BODY * 2), counts).reason == "too_long"
     assert counts.as_dict() == {"clean:filtered:too_long": 1}
@@ -118,10 +118,10 @@ def test_malformed_text_becomes_reject():
 
 
 def test_pickle_before_and_after_setup():
-    c = Cleaner(CleanConfig(min_chars=5))
+    c = Cleaner(CleanConfig.of(min_chars=5))
     assert c._converter is None                      # nothing loaded at construction
     c2 = pickle.loads(pickle.dumps(c))
-    assert c2.config == CleanConfig(min_chars=5)
+    assert c2.config == CleanConfig.of(min_chars=5)
     c.setup()
     first = c._converter
     c.setup()

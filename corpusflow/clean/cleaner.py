@@ -9,12 +9,13 @@ call ``setup()`` in ``DoFn.setup`` to load OpenCC once per worker, and
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Mapping, Optional, Union
 
 from corpusflow.clean import filters, normalize
+from corpusflow.config import Config, ConfigError, option
 from corpusflow.counters import Inc, register
 from corpusflow.document import Document, Reject
-from corpusflow.pii.step import REASON as PII_REASON, apply_pii, redacted_excerpt
+from corpusflow.pii.step import MODES as PII_MODES, REASON as PII_REASON, apply_pii, redacted_excerpt
 from corpusflow.quality.step import REASON as QUALITY_REASON, apply_quality
 
 STAGE = "clean"
@@ -24,21 +25,86 @@ COUNTERS = register(
     + [f"clean:filtered:{r}" for r in filters.FILTER_REASONS])
 
 
-@dataclasses.dataclass
-class CleanConfig:
-    """Cleaning options; the defaults are the production settings."""
+@dataclasses.dataclass(frozen=True)
+class CleanConfig(Config):
+    """Cleaning options; the defaults are the production settings.
 
-    t2s: bool = True                      # convert Traditional to Simplified
+    The filters' thresholds are in ``filters``: one config per filter config
+    class (``corpusflow.clean.filters``). ``from_options`` builds the whole;
+    ``of(**values)`` does the same from keyword values (tests, scripts).
+    """
+
+    GROUP: ClassVar[str] = filters.GROUP
+
+    t2s: bool = option(True, "Convert Traditional to Simplified Chinese (OpenCC t2s).",
+                       kind="bool")
+    pii: str = option("redact", "Personal data (IDs, phones, e-mails, cards...): replace with "
+                                "typed placeholders, tag spans in meta.pii, drop the document, "
+                                "or leave it.", choices=PII_MODES)
+    # Hashed as the path; the build adds the model's digest (its bytes shape the stage).
+    quality_model: Optional[str] = option(
+        None, "Quality model directory (python -m corpusflow.quality.train): adds "
+              "meta.quality.score.", metavar="DIR", nullable=True, path=True)
+    min_quality: Optional[float] = option(
+        None, "Documents whose quality score is below this are filtered as low_quality "
+              "(0..1; needs --quality_model).", type=float, lo=0, hi=1, nullable=True)
     opencc_config: str = "t2s"            # OpenCC config used when t2s is on
-    min_chars: int = 20                   # too_short: non-whitespace chars
-    max_chars: int = 1_000_000            # too_long: chars after cleaning
-    min_cjk_ratio: float = 0.3            # low_cjk: CJK ideographs / non-whitespace chars
-    max_repeated_line_ratio: float = 0.3  # repeated_lines: duplicate lines / lines
-    max_replacement_ratio: float = 0.01   # bad_encoding: U+FFFD / chars of the raw text
-    pii: str = "redact"                   # corpusflow.pii.step: redact | tag | drop_doc | off
     quality_signals: bool = True          # meta.quality signals (corpusflow.quality)
-    quality_model: Optional[str] = None   # model directory: meta.quality.score
-    min_quality: Optional[float] = None   # low_quality: score below this (needs quality_model)
+    filters: tuple = dataclasses.field(default_factory=filters.filter_configs)
+
+    @classmethod
+    def from_options(cls, opts: "Mapping[str, Any] | Any") -> "CleanConfig":
+        """The whole config, the filters' thresholds included, from parsed options."""
+        own = super().from_options(opts)
+        return dataclasses.replace(own, filters=filters.filter_configs(opts))
+
+    @classmethod
+    def of(cls, **values: Any) -> "CleanConfig":
+        """The config with ``values`` set, own fields and filter thresholds alike
+        (``CleanConfig.of(t2s=False, max_chars=30)``); an unknown name is a TypeError."""
+        own_names = {f.name for f in dataclasses.fields(cls)} - {"filters"}
+        known = own_names | {f.name for c in filters.config_classes()
+                             for f in dataclasses.fields(c)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise TypeError(f"CleanConfig has no option(s) {', '.join(unknown)}")
+        configs = tuple(dataclasses.replace(c, **{k: v for k, v in values.items()
+                                                  if k in {f.name for f in dataclasses.fields(c)}})
+                        for c in filters.filter_configs())
+        return cls(**{k: v for k, v in values.items() if k in own_names}, filters=configs)
+
+    def threshold(self, name: str) -> Any:
+        """A filter threshold by field name (``cfg.threshold("min_chars")``)."""
+        for c in self.filters:
+            if name in {f.name for f in dataclasses.fields(c)}:
+                return getattr(c, name)
+        raise KeyError(name)
+
+    def validate(self) -> None:
+        """Own options, then every filter config's."""
+        super().validate()
+        for c in self.filters:
+            c.validate()
+
+    def check(self) -> None:
+        if self.min_quality is not None and not self.quality_model:
+            raise ConfigError("--min_quality needs --quality_model DIR")
+
+    def to_json(self) -> dict[str, Any]:
+        """The hashed options, the filters' thresholds included."""
+        out = super().to_json()
+        for c in self.filters:
+            out.update(c.to_json())
+        return out
+
+
+def clean_option_classes() -> tuple[type, ...]:
+    """Every config class whose options the clean stage takes, in ``--help`` order."""
+    return (CleanConfig,) + filters.config_classes()
+
+
+#: ``clean_option_classes()`` of the built-in filters.
+CLEAN_OPTION_CLASSES: tuple[type, ...] = clean_option_classes()
 
 
 class Cleaner:
@@ -48,6 +114,7 @@ class Cleaner:
         self.config = config or CleanConfig()
         self._converter: Any = None
         self._quality_model: Any = None
+        self._filters: Optional[filters.Plan] = None  # resolved on first use
 
     def setup(self) -> None:
         """Load OpenCC (when ``config.t2s``); calling it again does nothing."""
@@ -63,6 +130,7 @@ class Cleaner:
         state = self.__dict__.copy()
         state["_converter"] = None
         state["_quality_model"] = None  # loaded again in setup()
+        state["_filters"] = None        # functions and configs: resolved again on use
         return state
 
     def clean(self, doc: Document, inc: Inc) -> Union[Document, Reject]:
@@ -79,11 +147,9 @@ class Cleaner:
         try:
             text = normalize.normalize(doc.text, _Collect(pending), self._converter)
             title = normalize.normalize_title(doc.title, self._converter)
-            keep, reason = filters.apply_filters(
-                text, doc.text, min_chars=cfg.min_chars, max_chars=cfg.max_chars,
-                min_cjk_ratio=cfg.min_cjk_ratio,
-                max_repeated_line_ratio=cfg.max_repeated_line_ratio,
-                max_replacement_ratio=cfg.max_replacement_ratio)
+            if self._filters is None:
+                self._filters = filters.plan(cfg.filters)
+            keep, reason = filters.run_plan(self._filters, text, doc.text)
             meta: Optional[dict] = dict(doc.meta)
             if keep:
                 # PII, then quality on the text as it will be kept (see

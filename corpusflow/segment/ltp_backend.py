@@ -456,6 +456,14 @@ class LTPSegmenter(Segmenter):
                 if tmp:
                     shutil.rmtree(tmp, ignore_errors=True)
 
+    def check(self) -> dict:
+        """The driver's pre-flight without keeping the model: ``validate()``
+        proved it loads (in a child process for perceptrons) and released it.
+        Loading it here again would keep ~300 MB in the driver, which on a
+        local run is also the worker of every stage."""
+        self.validate()
+        return self.identity()
+
     def _localize(self) -> tuple[str, Optional[str]]:
         """A local directory holding the model, and the temp dir to delete later."""
         if not is_remote(self.model_dir):
