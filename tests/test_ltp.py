@@ -591,3 +591,30 @@ def test_trust_model_code_reaches_ltp(tmp_path, train_sents):
     seg = LTPSegmenter(real)
     seg.validate()
     assert all(check_spans(s, sp) for s, sp in zip(["我爱北京。"], seg.segment_batch(["我爱北京。"])))
+
+
+def test_starts_for_block_one_call_either_path(model_dir, tmp_path):
+    """The stage's one call: one batched call for a block whatever the path
+    (block word starts, or spans when a user dictionary declines them), and
+    the same words as the per-sentence reference."""
+    import numpy as np
+
+    from corpusflow.counters import CounterDict
+    from corpusflow.segment.base import word_starts_from_spans
+
+    docs = [["我爱北京天安门。", "数学是一门学科。"], ["有 空格的句子。"], ["a"],
+            ["正常的句子。", "很长" * 20_000]]
+    d = tmp_path / "user.txt"
+    d.write_text("天安门广场 10\n", encoding="utf-8")
+    for s, calls in ((LTPSegmenter(model_dir), 2), (LTPSegmenter(model_dir, user_dict=str(d)), 1)):
+        counts = CounterDict()
+        t = {"cpu_seconds": 0.0, "wall_seconds": 0.0, "calls": 0}
+        got = s.starts_for_block(docs, counts, t)
+        # With the model alone the over-long document is declined by the block
+        # call and takes spans (a second call, one fallback sentence); with a
+        # user dictionary every document takes spans in one call.
+        assert t["calls"] == calls
+        assert counts.as_dict() == {"segment:fallback:sentence": 1}
+        for ss, a in zip(docs, got):
+            ref = word_starts_from_spans(ss, s.segment_batch(ss))
+            assert np.array_equal(np.unique(a), np.unique(ref)), ss
