@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 from itertools import chain
-from time import perf_counter, process_time
+from time import perf_counter, thread_time
 from typing import Any, Callable, MutableMapping, Optional, Sequence
 
 import numpy as np
@@ -117,7 +117,9 @@ class Segmenter(abc.ABC):
         A sentence's words do not depend on its batch or path, so neither does
         the output.
 
-        ``timing`` (optional) gets ``cpu_seconds`` (this thread's), ``wall_seconds``
+        ``timing`` (optional) gets ``cpu_seconds`` (this thread's CPU: not a
+        runner's other threads, nor a neural model's intra-op threads, which
+        only ``wall_seconds`` shows), ``wall_seconds``
         and ``calls`` added for the backend calls (a fast-path call that
         declined every document is not counted as a call); new fallbacks are
         counted as ``segment:fallback:sentence``.
@@ -144,9 +146,9 @@ class Segmenter(abc.ABC):
         if timing is None:
             out = fn(arg)
         else:
-            t0, w0 = process_time(), perf_counter()
+            t0, w0 = thread_time(), perf_counter()
             out = fn(arg)
-            timing["cpu_seconds"] += process_time() - t0
+            timing["cpu_seconds"] += thread_time() - t0
             timing["wall_seconds"] += perf_counter() - w0
             timing["calls"] += 1
         if self.fallbacks > before:
