@@ -197,8 +197,9 @@ def validate(b: BuildOptions) -> None:
         need(bool(b.quality_model), "--min_quality needs --quality_model DIR")
     if b.quality_model:
         from corpusflow.quality.model import ModelError, load_model
+        from pipelines.beam_io import BEAM
         try:
-            load_model(b.quality_model)  # refused here, before any stage, with one line
+            load_model(b.quality_model, BEAM)  # refused here, before any stage, with one line
         except ModelError as e:
             raise UsageError(str(e)) from None
 

@@ -445,9 +445,12 @@ _FAKE_FS = None
 
 def test_remote_model_dir_is_copied_once_per_setup(model_dir, tmp_path):
     pytest.importorskip("apache_beam")
+    from pipelines.beam_io import BEAM
     prefix = _register_fake_remote_fs()
     remote = prefix + model_dir
-    seg = LTPSegmenter(remote)
+    with pytest.raises(FileNotFoundError, match="does not exist or is empty"):
+        LTPSegmenter(remote).validate()  # the core alone reads local files only
+    seg = LTPSegmenter(remote, opener=BEAM)
     seg.validate()
     assert seg.identity()["model_hash"] == hash_model_dir(model_dir)
     import tempfile
@@ -460,11 +463,11 @@ def test_remote_model_dir_is_copied_once_per_setup(model_dir, tmp_path):
                 if d.startswith("corpusflow-ltp-")}
 
     with pytest.raises(FileNotFoundError, match="does not exist or is empty"):
-        LTPSegmenter(prefix + str(tmp_path / "nope")).validate()
+        LTPSegmenter(prefix + str(tmp_path / "nope"), opener=BEAM).validate()
     (tmp_path / "noconf").mkdir()
     (tmp_path / "noconf" / "x.bin").write_bytes(b"x")
     with pytest.raises(FileNotFoundError, match="has no config.json"):
-        LTPSegmenter(prefix + str(tmp_path / "noconf")).validate()
+        LTPSegmenter(prefix + str(tmp_path / "noconf"), opener=BEAM).validate()
 
 
 # -- block word starts (the pipeline's fast path) ------------------------------

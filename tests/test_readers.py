@@ -33,6 +33,17 @@ def read(path, **kw) -> tuple[list, dict]:
     return items, c.as_dict()
 
 
+class Opens:
+    """An opener (``corpusflow.io.opener.Opener``) whose ``open`` is ``fn(path)``: all reading needs."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def open(self, path: str, mode: str = "rb"):
+        assert mode == "rb"
+        return self.fn(path)
+
+
 def rej(reason, line, file, excerpt="", id=None, detail=None) -> Reject:
     return Reject(stage="read", reason=reason, kind="rejected", id=id, file=str(file),
                   line=line, excerpt=excerpt, detail=detail)
@@ -604,7 +615,7 @@ def test_unreadable_files(tmp_path):
 
     def opener(path):
         raise PermissionError("denied")
-    items, c = read("gs://bucket/x.jsonl", opener=opener)
+    items, c = read("gs://bucket/x.jsonl", opener=Opens(opener))
     assert items == [rej("unreadable_file", None, "gs://bucket/x.jsonl", detail="PermissionError: denied")]
 
 
@@ -615,7 +626,7 @@ def test_custom_opener_and_read_failure_midway(tmp_path):
     def opener(path):
         seen.append(path)
         return io.BytesIO(gzip.compress(data))
-    items, c = read("mem://bucket/x.jsonl.gz", opener=opener)
+    items, c = read("mem://bucket/x.jsonl.gz", opener=Opens(opener))
     assert seen == ["mem://bucket/x.jsonl.gz"] and [d.meta["file"] for d in items] == [seen[0]] * 3
 
     class Flaky(io.RawIOBase):
@@ -638,7 +649,7 @@ def test_custom_opener_and_read_failure_midway(tmp_path):
     for name, wrap in (("mem://x.jsonl", lambda b: b), ("mem://x.jsonl.gz", gzip.compress)):
         got = []
         with pytest.raises(ConnectionError):
-            for item in read_file(name, opener=lambda p: Flaky(wrap)):
+            for item in read_file(name, opener=Opens(lambda p: Flaky(wrap))):
                 got.append(item)
         # (here the failure comes while sniffing the first 64 KB: nothing yet)
         assert got == []

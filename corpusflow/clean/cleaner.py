@@ -15,6 +15,7 @@ from corpusflow.clean import filters, normalize
 from corpusflow.config import Config, ConfigError, option
 from corpusflow.counters import Inc, register
 from corpusflow.document import Document, Reject
+from corpusflow.io.opener import LOCAL, Opener
 from corpusflow.pii.step import MODES as PII_MODES, REASON as PII_REASON, apply_pii, redacted_excerpt
 from corpusflow.quality.step import REASON as QUALITY_REASON, apply_quality
 
@@ -108,10 +109,15 @@ CLEAN_OPTION_CLASSES: tuple[type, ...] = clean_option_classes()
 
 
 class Cleaner:
-    """Normalises title and text of a ``Document`` and applies the filters."""
+    """Normalises title and text of a ``Document`` and applies the filters.
 
-    def __init__(self, config: Optional[CleanConfig] = None) -> None:
+    ``opener`` (``corpusflow.io.opener``) reads the quality model; the default
+    reads local files only, the pipelines pass one that also reaches ``gs://``.
+    """
+
+    def __init__(self, config: Optional[CleanConfig] = None, opener: Opener = LOCAL) -> None:
         self.config = config or CleanConfig()
+        self.opener = opener
         self._converter: Any = None
         self._quality_model: Any = None
         self._filters: Optional[filters.Plan] = None  # resolved on first use
@@ -122,7 +128,7 @@ class Cleaner:
             self._converter = normalize.load_t2s(self.config.opencc_config)
         if self.config.quality_model and self._quality_model is None:
             from corpusflow.quality.model import load_model
-            self._quality_model = load_model(self.config.quality_model)
+            self._quality_model = load_model(self.config.quality_model, self.opener)
 
     def __getstate__(self) -> dict:
         # The OpenCC object is a native handle and does not pickle; a copy

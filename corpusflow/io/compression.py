@@ -12,9 +12,9 @@ from __future__ import annotations
 import bz2
 import gzip
 import zlib
-from typing import BinaryIO, Callable, Iterator, Optional
+from typing import BinaryIO, Iterator, Optional
 
-Opener = Callable[[str], BinaryIO]
+from corpusflow.io.opener import LOCAL, Opener
 
 # Decompressed bytes per chunk handed to the line splitter.
 CHUNK_BYTES = 1 << 20
@@ -83,17 +83,6 @@ def compression_of(path: str) -> str:
     if p.endswith((".zst", ".zstd")):
         return "zstd"
     return "none"
-
-
-def default_opener(path: str) -> BinaryIO:
-    """Open ``path`` for binary reading: Beam's FileSystems for URLs, else ``open``."""
-    if "://" in path:
-        # Lazy import: local runs and unit tests never need Beam here.
-        from apache_beam.io.filesystem import CompressionTypes
-        from apache_beam.io.filesystems import FileSystems
-
-        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    return open(path, "rb")
 
 
 def iter_chunks(raw: BinaryIO, compression: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -210,14 +199,15 @@ def _zstd_chunks(raw: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
         raise error
 
 
-def open_chunks(path: str, opener: Optional[Opener] = None) -> tuple[BinaryIO, Iterator[bytes]]:
-    """Open ``path`` and return ``(raw_stream, chunks)``; the caller closes ``raw_stream``.
+def open_chunks(path: str, opener: Opener = LOCAL) -> tuple[BinaryIO, Iterator[bytes]]:
+    """Open ``path`` with ``opener`` and return ``(raw_stream, chunks)``; the caller closes ``raw_stream``.
 
-    Opening errors propagate (the caller reports ``unreadable_file``); a file whose
-    first bytes are not its claimed compression's magic raises ``WrongCompression``
-    (an empty file reads as empty).
+    Opening errors propagate (the caller reports ``unreadable_file``, or
+    ``not_regular_file`` for ``opener.NotRegularFile``); a file whose first bytes
+    are not its claimed compression's magic raises ``WrongCompression`` (an empty
+    file reads as empty).
     """
-    raw = (opener or default_opener)(path)
+    raw = opener.open(path, "rb")
     compression = compression_of(path)
     if compression == "none":
         return raw, iter_chunks(raw, compression)

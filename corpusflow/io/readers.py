@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 from corpusflow.counters import Inc, null_inc, register
 from corpusflow.document import Document, Reject, excerpt, native_id
 from corpusflow.io import formats
 from corpusflow.io.compression import CorruptInput, WrongCompression, open_chunks
+from corpusflow.io.opener import LOCAL, NotRegularFile, Opener
 from corpusflow.io.formats import (ENCODINGS, FORMATS, FIRST_LINE_MAX_BYTES, GB18030_BOM,
                                    JSON_BUILDERS, SAMPLE_BYTES, UTF8_BOM, JSONError,
                                    detect_encoding, detect_format, parse_doc_header,
@@ -66,14 +67,15 @@ LineItem = tuple[int, Any, int]
 
 def read_file(path: str, fmt: str = "auto", encoding: str = "auto", inc: Inc = null_inc,
               max_record_bytes: int = 16 * 2**20,
-              opener: Optional[Callable[[str], BinaryIO]] = None) -> Iterator[Record]:
+              opener: Opener = LOCAL) -> Iterator[Record]:
     """Stream ``path`` as Documents and Rejects (stage ``read``).
 
     ``fmt`` is one of ``FORMATS`` or ``auto`` (detected from the file's start);
     ``encoding`` one of ``ENCODINGS``. ``.gz``/``.bz2``/``.zst``/``.zstd`` files
     are decompressed here, so a truncated archive yields its complete records and
-    then one ``truncated_file`` Reject for the lost tail. ``opener`` opens a path
-    as a binary stream (default: Beam FileSystems for URLs, else ``open``).
+    then one ``truncated_file`` Reject for the lost tail. ``opener``
+    (``corpusflow.io.opener``) opens the path; the default reads local files
+    only, the pipelines pass one that also reads ``gs://`` and other URLs.
     """
     if fmt != "auto" and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected 'auto' or one of {FORMATS}")
@@ -85,7 +87,7 @@ def read_file(path: str, fmt: str = "auto", encoding: str = "auto", inc: Inc = n
 
 
 def _counted(path: str, fmt: str, encoding: str, inc: Inc, max_bytes: int,
-             opener: Optional[Callable[[str], BinaryIO]]) -> Iterator[Record]:
+             opener: Opener) -> Iterator[Record]:
     # Counting here, around every parser, is what makes records == docs + rejects.
     inc("read:files")
     records = 0
@@ -159,38 +161,13 @@ def _first_line_end(head: bytes) -> int:
     return -1 if m is None else head.find(b"\n", m.start())
 
 
-def _not_regular(path: str) -> Optional[str]:
-    """What a local path is when it is not a regular file (None for a file or a URL).
-
-    Checked with ``stat`` before opening: opening a FIFO blocks until a writer
-    comes, which hung whole builds.
-    """
-    import os
-    import stat
-    if "://" in path:
-        return None
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None  # missing or unreadable: opening reports it
-    if stat.S_ISREG(mode):
-        return None
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def _read(path: str, fmt: str, encoding: str, inc: Inc, max_bytes: int,
-          opener: Optional[Callable[[str], BinaryIO]]) -> Iterator[Record]:
-    kind = _not_regular(path) if opener is None else None
-    if kind is not None:
-        yield Reject(stage=STAGE, reason="not_regular_file", file=path, detail=f"{kind}, not read")
-        return
+          opener: Opener) -> Iterator[Record]:
     try:
         raw, chunks = open_chunks(path, opener)
+    except NotRegularFile as e:  # checked before opening: a FIFO would block
+        yield Reject(stage=STAGE, reason="not_regular_file", file=path, detail=f"{e.kind}, not read")
+        return
     except WrongCompression as e:
         yield Reject(stage=STAGE, reason=_WRONG_COMPRESSION[e.compression], file=path,
                      detail=str(e))

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from corpusflow.io.opener import LOCAL, Opener, is_url, join
 from corpusflow.quality.signals import _SPACE, _table, codepoints
 
 FORMAT = "corpusflow-quality-model"
@@ -89,41 +90,22 @@ class QualityModel:
             f.write("\n")
 
 
-def _remote(path: str) -> bool:
-    return "://" in path  # gs://, s3://: read through Beam's FileSystems (workers on Dataflow)
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path.rstrip('/')}/{name}" if _remote(path) else os.path.join(path, name)
-
-
-def _exists(path: str) -> bool:
-    if _remote(path):
-        from apache_beam.io.filesystems import FileSystems
-        return FileSystems.exists(path)
-    return os.path.isfile(path)
-
-
-def _read(path: str) -> bytes:
-    if _remote(path):
-        from apache_beam.io.filesystems import FileSystems
-        with FileSystems.open(path) as f:
-            return f.read()
-    with open(path, "rb") as f:
+def _read(path: str, opener: Opener) -> bytes:
+    with opener.open(path) as f:
         return f.read()
 
 
-def load_model(path: str) -> QualityModel:
-    """Load a model directory (local, or ``gs://`` through Beam's filesystems);
+def load_model(path: str, opener: Opener = LOCAL) -> QualityModel:
+    """Load a model directory (local, or a URL such as ``gs://`` that ``opener`` reaches);
     ``ModelError`` with one line if it is not ours or not this version."""
-    if not _remote(path) and not os.path.isdir(path):
+    if not is_url(path) and not os.path.isdir(path):
         raise ModelError(f"--quality_model {path}: not a directory")
-    meta_path = _join(path, META_FILE)
-    if not _exists(meta_path):
+    meta_path = join(path, META_FILE)
+    if not opener.exists(meta_path):
         raise ModelError(f"--quality_model {path}: no {META_FILE}; not a corpusflow quality model "
                          "(train one with python -m corpusflow.quality.train)")
     try:
-        meta = json.loads(_read(meta_path).decode("utf-8"))
+        meta = json.loads(_read(meta_path, opener).decode("utf-8"))
     except (OSError, ValueError) as e:
         raise ModelError(f"--quality_model {path}: {META_FILE} is not readable JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -136,7 +118,7 @@ def load_model(path: str) -> QualityModel:
     if meta.get("ngrams") != list(NGRAMS) or not isinstance(bits, int) or not 8 <= bits <= 24:
         raise ModelError(f"--quality_model {path}: unsupported n-grams {meta.get('ngrams')!r} or bits {bits!r}")
     try:
-        w = np.load(io.BytesIO(_read(_join(path, WEIGHTS_FILE))), allow_pickle=False)
+        w = np.load(io.BytesIO(_read(join(path, WEIGHTS_FILE), opener)), allow_pickle=False)
     except (OSError, ValueError) as e:
         raise ModelError(f"--quality_model {path}: {WEIGHTS_FILE} is missing or not a numpy array ({e})") from None
     if w.shape != (1 << bits,) or not np.all(np.isfinite(w)):
@@ -147,11 +129,11 @@ def load_model(path: str) -> QualityModel:
                                                                      "bias", "max_chars")})
 
 
-def model_digest(path: str) -> str:
+def model_digest(path: str, opener: Opener = LOCAL) -> str:
     """sha256 of the model's two files (for the clean stage's config hash)."""
     h = hashlib.sha256()
     for name in (META_FILE, WEIGHTS_FILE):
-        h.update(_read(_join(path, name)))
+        h.update(_read(join(path, name), opener))
     return h.hexdigest()
 
 

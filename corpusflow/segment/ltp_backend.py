@@ -10,9 +10,10 @@ A model is a directory with LTP's ``config.json``:
   ``pytorch_model.bin``; loaded with ``ltp.LTP(dir)``, which needs torch and
   transformers < 5 (5.x removed ``batch_encode_plus``, which LTP calls).
 
-The directory may be local or on any Beam filesystem (``gs://...``); remote
-directories are copied to a local temporary directory once per worker in
-``setup()``. Nothing is ever fetched from a model hub.
+The directory may be local or a URL (``gs://...``) that the segmenter's
+``opener`` reaches (``corpusflow.io.opener``; the pipelines pass one backed by
+Beam's filesystems); remote directories are copied to a local temporary
+directory once per worker in ``setup()``. Nothing is ever fetched from a model hub.
 
 A neural ``config.json`` names Python callables that LTP imports and calls
 (``_ltp_target_``). Unless ``trust_model_code=True`` (``--trust_model_code``),
@@ -42,6 +43,7 @@ import tempfile
 from itertools import accumulate, pairwise
 from typing import Any, Optional, Sequence
 
+from corpusflow.io.opener import LOCAL, Opener, join as join_path
 from corpusflow.segment.base import Segmenter, Span, char_spans, words_to_spans
 
 CONFIG_NAME = "config.json"
@@ -65,7 +67,7 @@ _STOP = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 def is_remote(path: str) -> bool:
-    """True for paths Beam's FileSystems must read (``gs://``, ``s3://``, ...)."""
+    """True for URLs (``gs://``, ``s3://``, ...): only the opener reaches them, and they are copied locally."""
     return "://" in path and not path.startswith("file://")
 
 
@@ -80,40 +82,16 @@ def _package_version(name: str) -> Optional[str]:
 # Model directories: listing, hashing, copying, checking.
 
 
-def _list_files(model_dir: str) -> list[tuple[str, str]]:
+def _list_files(model_dir: str, opener: Opener) -> list[tuple[str, str]]:
     """``(relative posix path, full path)`` of every file under ``model_dir``, sorted."""
-    if is_remote(model_dir):
-        from apache_beam.io.filesystems import FileSystems
-
-        prefix = model_dir.rstrip("/") + "/"
-        found = FileSystems.match([prefix + "**"])[0].metadata_list
-        files = [(m.path[len(prefix):], m.path) for m in found if m.path.startswith(prefix)]
-    else:
-        files = []
-        for root, dirs, names in os.walk(model_dir, followlinks=True):
-            dirs.sort()
-            for n in names:
-                full = os.path.join(root, n)
-                rel = os.path.relpath(full, model_dir).replace(os.sep, "/")
-                files.append((rel, full))
-    return sorted(files)
+    return [(rel, join_path(model_dir, rel)) for rel in opener.list_files(model_dir)]
 
 
-def _open_binary(path: str) -> Any:
-    if is_remote(path):
-        from apache_beam.io.filesystem import CompressionTypes
-        from apache_beam.io.filesystems import FileSystems
-
-        # UNCOMPRESSED: the default (AUTO) would silently gunzip a *.gz model file.
-        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-    return open(path, "rb")
-
-
-def hash_model_dir(model_dir: str) -> str:
+def hash_model_dir(model_dir: str, opener: Opener = LOCAL) -> str:
     """sha256 over the directory's files: sorted relative paths, sizes and bytes."""
     h = hashlib.sha256()
-    for rel, full in _list_files(model_dir):
-        with _open_binary(full) as f:
+    for rel, full in _list_files(model_dir, opener):
+        with opener.open(full) as f:
             data_h = hashlib.sha256()
             size = 0
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -124,12 +102,12 @@ def hash_model_dir(model_dir: str) -> str:
     return h.hexdigest()
 
 
-def copy_model_dir(src: str, dst: str) -> None:
-    """Copy every file under ``src`` (any Beam filesystem) into local ``dst``."""
-    for rel, full in _list_files(src):
+def copy_model_dir(src: str, dst: str, opener: Opener = LOCAL) -> None:
+    """Copy every file under ``src`` (local, or a URL ``opener`` reaches) into local ``dst``."""
+    for rel, full in _list_files(src, opener):
         target = os.path.join(dst, *rel.split("/"))
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with _open_binary(full) as fin, open(target, "wb") as fout:
+        with opener.open(full) as fin, open(target, "wb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
 
 
@@ -233,7 +211,7 @@ def check_resolved_model_code(config: dict, cfg_path: str) -> None:
                            "not one of LTP's own model classes")
 
 
-def read_config(model_dir: str, trust_model_code: bool = False) -> dict:
+def read_config(model_dir: str, trust_model_code: bool = False, opener: Opener = LOCAL) -> dict:
     """Read and check ``config.json`` of a local or remote model directory.
 
     Raises FileNotFoundError (no directory, no config.json, missing model file)
@@ -242,16 +220,14 @@ def read_config(model_dir: str, trust_model_code: bool = False) -> dict:
     classes unless ``trust_model_code`` (see ``check_model_code``).
     """
     if is_remote(model_dir):
-        from apache_beam.io.filesystems import FileSystems
-
         cfg_path = model_dir.rstrip("/") + "/" + CONFIG_NAME
-        if not _list_files(model_dir):
+        if not _list_files(model_dir, opener):
             raise FileNotFoundError(f"LTP model directory {model_dir!r} does not exist or is empty")
-        if not FileSystems.exists(cfg_path):
+        if not opener.exists(cfg_path):
             raise FileNotFoundError(
                 f"LTP model directory {model_dir!r} has no {CONFIG_NAME} "
                 "(expected LTP's model directory layout)")
-        exists = FileSystems.exists
+        exists = opener.exists
     else:
         if not os.path.exists(model_dir):
             raise FileNotFoundError(f"LTP model directory {model_dir!r} does not exist")
@@ -264,7 +240,7 @@ def read_config(model_dir: str, trust_model_code: bool = False) -> dict:
                 "(expected LTP's model directory layout)")
         exists = os.path.isfile
     try:
-        with _open_binary(cfg_path) as f:
+        with opener.open(cfg_path) as f:
             config = json.loads(f.read().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"LTP model config {cfg_path!r} is not valid JSON: {e}") from None
@@ -343,9 +319,9 @@ def _neural_imports() -> Any:
     return ltp
 
 
-def read_user_dict(path: str) -> list[tuple[str, Optional[int]]]:
+def read_user_dict(path: str, opener: Opener = LOCAL) -> list[tuple[str, Optional[int]]]:
     """Words of a jieba-style user dictionary: ``word [freq] [tag]`` per line."""
-    with _open_binary(path) as f:
+    with opener.open(path) as f:
         text = f.read().decode("utf-8-sig")
     out: list[tuple[str, Optional[int]]] = []
     for line in text.splitlines():
@@ -369,7 +345,7 @@ class LTPSegmenter(Segmenter):
     driver before the pipeline starts to turn a bad model path into an error then.
 
     Args:
-        model_dir: local or Beam-filesystem (``gs://``) LTP model directory.
+        model_dir: LTP model directory: local, or a URL (``gs://``) that ``opener`` reaches.
         batch_size: sentences per backend call (neural: per forward pass).
         device: neural models only: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         user_dict: optional word list (jieba format: ``word [freq] [tag]``); words
@@ -379,13 +355,16 @@ class LTPSegmenter(Segmenter):
             default: a Beam worker already runs one process or thread per core.
         trust_model_code: load a neural model whose config.json names code
             outside LTP's own model classes (refused by default: loading runs it).
+        opener: reads the model directory and user dictionary (``corpusflow.io.opener``;
+            default: local files only).
     """
 
     name = "ltp"
 
     def __init__(self, model_dir: str, batch_size: int = 256, device: str = "cpu",
                  user_dict: Optional[str] = None, max_chars: int = DEFAULT_MAX_CHARS,
-                 parallelism: bool = False, trust_model_code: bool = False) -> None:
+                 parallelism: bool = False, trust_model_code: bool = False,
+                 opener: Opener = LOCAL) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -396,6 +375,8 @@ class LTPSegmenter(Segmenter):
         self.max_chars = max_chars
         self.parallelism = parallelism
         self.trust_model_code = trust_model_code
+        # Reads the model directory and user dictionary (URLs too, if it reaches them).
+        self.opener = opener
         self._identity: Optional[dict] = None
         self._config: Optional[dict] = None
         # Loaded state (per worker, never pickled).
@@ -414,7 +395,7 @@ class LTPSegmenter(Segmenter):
     def kind(self) -> str:
         """``perceptron`` or ``neural`` (reads config.json)."""
         if self._config is None:
-            self._config = read_config(self.model_dir, self.trust_model_code)
+            self._config = read_config(self.model_dir, self.trust_model_code, self.opener)
         return "neural" if self._config["nerual"] else "perceptron"
 
     def validate(self, load: bool = True) -> None:
@@ -425,17 +406,11 @@ class LTPSegmenter(Segmenter):
         model is also loaded once (in a child process for perceptron models,
         whose loader aborts the process on a corrupt file) and released.
         """
-        self._config = read_config(self.model_dir, self.trust_model_code)
+        self._config = read_config(self.model_dir, self.trust_model_code, self.opener)
         if self.user_dict is not None:
-            if is_remote(self.user_dict):
-                from apache_beam.io.filesystems import FileSystems
-
-                found = FileSystems.exists(self.user_dict)
-            else:
-                found = os.path.isfile(self.user_dict)
-            if not found:
+            if not self.opener.exists(self.user_dict):
                 raise FileNotFoundError(f"user dictionary {self.user_dict!r} does not exist")
-            read_user_dict(self.user_dict)
+            read_user_dict(self.user_dict, self.opener)
         if self._config["nerual"]:
             _neural_imports()
         elif importlib.util.find_spec("ltp_extension") is None:
@@ -470,7 +445,7 @@ class LTPSegmenter(Segmenter):
             return self.model_dir, None
         tmp = tempfile.mkdtemp(prefix="corpusflow-ltp-")
         try:
-            copy_model_dir(self.model_dir, tmp)
+            copy_model_dir(self.model_dir, tmp, self.opener)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -480,7 +455,7 @@ class LTPSegmenter(Segmenter):
         """Load the model once (idempotent); copies a remote directory first."""
         if self._model is not None:
             return
-        config = read_config(self.model_dir, self.trust_model_code)
+        config = read_config(self.model_dir, self.trust_model_code, self.opener)
         self._config = config
         local, tmp = self._localize()
         try:
@@ -502,7 +477,7 @@ class LTPSegmenter(Segmenter):
             from ltp_extension.algorithms import Hook
 
             hook = Hook()
-            for word, freq in read_user_dict(self.user_dict):
+            for word, freq in read_user_dict(self.user_dict, self.opener):
                 # LTP's own add_words() default weight is 2.
                 hook.add_word(word, freq if freq is not None else 2)
             self._hook = hook if len(hook) else None
@@ -746,10 +721,10 @@ class LTPSegmenter(Segmenter):
                 version = f"ltp=={_package_version('ltp')}"
             else:
                 version = f"ltp-extension=={_package_version('ltp-extension')}"
-            model_hash = hash_model_dir(self.model_dir)
+            model_hash = hash_model_dir(self.model_dir, self.opener)
             if self.user_dict:
                 h = hashlib.sha256(model_hash.encode("ascii") + b"\x00user_dict\x00")
-                with _open_binary(self.user_dict) as f:
+                with self.opener.open(self.user_dict) as f:
                     for chunk in iter(lambda: f.read(1 << 20), b""):
                         h.update(chunk)
                 model_hash = h.hexdigest()

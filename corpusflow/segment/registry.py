@@ -21,9 +21,10 @@ import dataclasses
 import importlib
 import inspect
 import re
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Optional
 
 from corpusflow.config import Config, ConfigError, option
+from corpusflow.io.opener import LOCAL, Opener
 from corpusflow.segment.base import Segmenter
 
 
@@ -37,6 +38,9 @@ class Backend:
     flags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Fields that must be set, with the message when one is not.
     required: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The constructor argument that takes the file opener (``corpusflow.io.opener``),
+    # for backends that read model files, which may be URLs (``gs://``).
+    opener_arg: Optional[str] = None
 
 
 _LTP_TRAIN = "(train one with `python -m corpusflow.segment.train`)"
@@ -49,7 +53,8 @@ _BACKENDS: dict[str, Backend] = {
                     "ltp_device": "device",
                     # Refused by default: a neural model's config.json names code LTP runs.
                     "trust_model_code": "trust_model_code", "user_dict": "user_dict"},
-                   {"ltp_model": f"needs a model directory: --ltp_model DIR {_LTP_TRAIN}"}),
+                   {"ltp_model": f"needs a model directory: --ltp_model DIR {_LTP_TRAIN}"},
+                   opener_arg="opener"),
     "jieba_rs": Backend("corpusflow.segment.jieba_rs_backend", "JiebaRsSegmenter",
                         {"user_dict": "user_dict"}),
 }
@@ -156,12 +161,20 @@ def constructor_options(cfg: SegmentConfig) -> dict[str, Any]:
     return out
 
 
-def make_from_config(cfg: SegmentConfig) -> Segmenter:
-    """The configured segmenter, not loaded yet (picklable: a DoFn carries it)."""
-    return make_segmenter(cfg.segmenter, **constructor_options(cfg))
+def make_from_config(cfg: SegmentConfig, opener: Opener = LOCAL) -> Segmenter:
+    """The configured segmenter, not loaded yet (picklable: a DoFn carries it).
+
+    ``opener`` reads its model files where the backend has any (the pipelines pass
+    one that reaches ``gs://``; the default reads local files only).
+    """
+    opts = constructor_options(cfg)
+    arg = _backend(cfg.segmenter).opener_arg
+    if arg is not None:
+        opts[arg] = opener
+    return make_segmenter(cfg.segmenter, **opts)
 
 
-def check_in_driver(cfg: SegmentConfig) -> dict:
+def check_in_driver(cfg: SegmentConfig, opener: Opener = LOCAL) -> dict:
     """Before any stage: build, validate and prove the segmenter loads, without
     keeping a costly model loaded in the driver (see ``Segmenter.check``).
 
@@ -169,4 +182,4 @@ def check_in_driver(cfg: SegmentConfig) -> dict:
     with one line that does not name the flag (the caller prefixes
     ``--segmenter NAME: ``).
     """
-    return make_from_config(cfg).check()
+    return make_from_config(cfg, opener).check()
