@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from corpusflow.counters import CounterDict
 from corpusflow.dedup.decontam import DecontamConfig, EvalIndex, eval_texts
 from pipelines.beam_util import query_counters
-from pipelines.near_dedup import Decontaminate, DecontamPerFile
+from pipelines.decontaminate import Decontaminate, DecontamPerFile
 
 CMRC = {"version": "v1.0", "data": [{"id": "DEV_0", "paragraphs": [{
     "id": "DEV_0_P", "context": "《战国无双3》是由光荣和ω-force开发的战国无双系列的正统第三续作。本作以三大故事为主轴。",

@@ -15,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from corpusflow.document import record_key, stable_hash64
 from pipelines import dedup_join as dj
-from pipelines.beam_util import make_runner
+from pipelines.runners import make_runner
 from pipelines.sharded_write import Spill, read_run
 
 

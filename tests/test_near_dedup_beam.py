@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from corpusflow.counters import CounterDict
 from corpusflow.dedup.minhash import NearDedupConfig
-from pipelines.near_dedup import ConnectedComponents
+from pipelines.connected_components import ConnectedComponents
 from tests import neardup_eval as ev
 
 WIKI = ("数学是利用符号语言研究数量、结构、变化以及空间等概念的一门学科，从某种角度看属于形式科学的一种。"

@@ -23,8 +23,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipelines import beam_util
-from pipelines.runners import local, worker_zygote
+from pipelines.runners import make_runner, worker_zygote
 from tests.pipeline_util import ROOT, build
 
 pytestmark = pytest.mark.skipif(not worker_zygote.supported(), reason="needs fork + AF_UNIX (Linux)")
@@ -67,9 +66,13 @@ def _wait(cond, timeout: float = 10.0) -> bool:
     return cond()
 
 
+# What the fixture's zygote preloads: one module that imports, one that cannot.
+PRELOAD = ("email.mime.text", "no_such_module_for_the_zygote")
+
+
 @pytest.fixture(scope="module")
 def zygote():
-    z = worker_zygote.Zygote().start()
+    z = worker_zygote.Zygote(preload=PRELOAD).start()
     yield z
     z.close()
 
@@ -97,6 +100,10 @@ def test_two_forked_workers_give_the_one_worker_bytes(tmp_path):
     assert len(stages) >= 3
     assert stats["forks"] >= 2 * len(stages)
     assert stats["python_threads"] == 1  # the zygote never runs a Python thread
+    # The build names what its DoFns need; the zygote imported all of it.
+    from pipelines.build import PRELOAD as BUILD_PRELOAD
+    assert BUILD_PRELOAD and set(BUILD_PRELOAD) <= set(stats["preloaded"])
+    assert stats["preload_failed"] == []
 
     digests = _content_digests(tmp_path / "one")
     assert any(k.startswith("tfrecords/") for k in digests)
@@ -109,12 +116,21 @@ def test_switch_and_runner_choice(monkeypatch):
     mp = PipelineOptions(direct_num_workers=2, direct_running_mode="multi_processing")
     monkeypatch.setenv(worker_zygote.ENV_SWITCH, "0")
     assert not worker_zygote.enabled() and worker_zygote.shared() is None
-    assert type(beam_util.make_runner(mp)) is FnApiRunner  # the stock path
+    assert type(make_runner(mp, preload=("json",))) is FnApiRunner  # the stock path
     monkeypatch.setenv(worker_zygote.ENV_SWITCH, "1")
-    assert type(beam_util.make_runner(PipelineOptions())) is FnApiRunner  # in_memory
-    assert local._zygote_preload(PipelineOptions(["--near_dedup", "true"])) == ("near_dedup",)
-    with pytest.raises(ValueError):
-        worker_zygote.Zygote(preload=("nope",))
+    assert type(make_runner(PipelineOptions())) is FnApiRunner  # in_memory
+    with pytest.raises(ValueError, match="not module names"):
+        worker_zygote.Zygote(preload=("json", "-m os"))
+
+
+def test_zygote_preloads_the_callers_modules_best_effort(zygote):
+    stats = zygote.stats()
+    # Beam's worker first, then the caller's list in order; a module that does
+    # not import is reported, not fatal (the zygote serves the tests below).
+    assert stats["preloaded"][0] == worker_zygote.STOCK_WORKER_MODULE
+    assert stats["preloaded"][-1] == PRELOAD[0]
+    assert stats["preload_failed"] == [PRELOAD[1]]
+    assert not any(m.startswith(("pipelines", "corpusflow")) for m in stats["preloaded"])
 
 
 # ------------------------------------------------------------------ lifetime
