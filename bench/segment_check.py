@@ -72,24 +72,20 @@ def raw_call(name: str, seg: Any) -> Optional[Callable[[list[str]], Any]]:
 
 def check(out_dir: str, direct_chars: Optional[int] = 2_000_000, repeat: int = 1) -> dict:
     """Pipeline vs direct vs raw chars per CPU-second for the build in ``out_dir``."""
-    from corpusflow.segment.registry import make_segmenter
+    from corpusflow.segment.registry import SegmentConfig, make_from_config
 
     manifest = json.load(open(os.path.join(out_dir, "manifest.json"), encoding="utf-8"))
     stats = json.load(open(os.path.join(out_dir, "stats.json"), encoding="utf-8"))
     st = stats["stages"]["segment"]["segment_time"]
     cfg = manifest["config"]
     name = cfg["segmenter"]
-    # As pipelines.build.segmenter_options builds them.
-    options: dict[str, Any] = {}
-    if name == "ltp":
-        options = {"model_dir": cfg["ltp_model"], "batch_size": cfg.get("segment_batch_size", 256),
-                   "device": cfg.get("ltp_device", "cpu")}
-    if cfg.get("user_dict"):
-        options["user_dict"] = cfg["user_dict"]
+    # The build's own mapping from options to the backend (options the manifest
+    # does not record take their defaults).
+    seg_cfg = SegmentConfig.from_options(cfg)
     sentences = docs_sentences(out_dir, direct_chars)
 
     def factory():
-        return make_segmenter(name, **options)
+        return make_from_config(seg_cfg)
 
     direct = measure_direct(factory, sentences, repeat=repeat)
     raw_fn = raw_call(name, factory())

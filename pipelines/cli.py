@@ -18,12 +18,11 @@ from typing import Iterable, NoReturn, Optional
 from apache_beam.options import pipeline_options as po
 
 from pipelines.errors import UsageError
-from pipelines.options import BuildOptions
+from corpusflow.config import ConfigError
+from pipelines.options import BuildOptions, DaskConfig, option_classes
 
 PROG = "python -m pipelines.build"
 USAGE = f"{PROG} --input 'GLOB' [--input 'GLOB' ...] --output DIR [options]"
-MAX_SHARDS = 100_000
-MAX_SEQ_LENGTH = 512
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -141,60 +140,26 @@ def _abs(path: Optional[str]) -> Optional[str]:
 
 
 def absolutize(b: BuildOptions) -> None:
-    """Make every local path absolute in the driver, before any worker sees it."""
-    b.input = [_abs(g) for g in b.input or []]
-    b.output = _abs(b.output)
-    b.decontaminate = [_abs(g) for g in b.decontaminate] if b.decontaminate else b.decontaminate
-    for name in ("vocab_file", "ltp_model", "user_dict", "quality_model"):
-        setattr(b, name, _abs(getattr(b, name)))
+    """Make every local path option (``Spec.path``) absolute in the driver, before any
+    worker sees it."""
+    for cls in option_classes():
+        for name in cls.path_options():
+            value = getattr(b, name)
+            if isinstance(value, list):
+                setattr(b, name, [_abs(v) for v in value])
+            else:
+                setattr(b, name, _abs(value))
 
 
 def validate(b: BuildOptions) -> None:
-    """Every range check, before the first stage starts; raises ``UsageError``."""
-    def need(ok: bool, msg: str) -> None:
-        if not ok:
-            raise UsageError(msg)
-
-    need(bool(b.input), "--input GLOB is required")
-    need(bool(b.output), "--output DIR is required")
-    for name in ("masked_lm_prob",):
-        v = getattr(b, name)
-        need(0.0 < v <= 1.0, f"--{name} must be in (0, 1], got {v}")
-    for name in ("short_seq_prob", "min_cjk_ratio", "max_repeated_line_ratio"):
-        v = getattr(b, name)
-        need(0.0 <= v <= 1.0, f"--{name} must be in [0, 1], got {v}")
-    if b.minhash_threshold is not None:
-        need(0.0 < b.minhash_threshold <= 1.0,
-             f"--minhash_threshold must be in (0, 1], got {b.minhash_threshold}")
-    need(b.max_seq_length >= 8, f"--max_seq_length must be >= 8, got {b.max_seq_length}")
-    need(b.max_seq_length <= MAX_SEQ_LENGTH or b.allow_long_sequences,
-         f"--max_seq_length {b.max_seq_length} is above {MAX_SEQ_LENGTH} (BERT's position "
-         f"embeddings); pass --allow_long_sequences if you mean it")
-    need(1 <= b.max_predictions_per_seq <= b.max_seq_length,
-         f"--max_predictions_per_seq must be in [1, --max_seq_length={b.max_seq_length}], "
-         f"got {b.max_predictions_per_seq}")
-    for name in ("num_shards", "num_doc_shards"):
-        v = getattr(b, name)
-        need(1 <= v <= MAX_SHARDS, f"--{name} must be in [1, {MAX_SHARDS}], got {v}")
-    need(1 <= b.dupe_factor <= 1000, f"--dupe_factor must be in [1, 1000], got {b.dupe_factor}")
-    need(1 <= b.ngram <= 10, f"--ngram must be in [1, 10], got {b.ngram}")
-    need(b.nsp_window >= 1, f"--nsp_window must be >= 1, got {b.nsp_window}")
-    need(b.min_chars >= 0, f"--min_chars must be >= 0, got {b.min_chars}")
-    need(b.max_chars >= max(1, b.min_chars),
-         f"--max_chars must be >= --min_chars ({b.min_chars}) and >= 1, got {b.max_chars}")
-    need(b.line_dedup_min_chars >= 1,
-         f"--line_dedup_min_chars must be >= 1, got {b.line_dedup_min_chars}")
-    need(b.max_record_mb > 0, f"--max_record_mb must be > 0, got {b.max_record_mb}")
-    need(b.segment_batch_size >= 1 and b.segment_block_sentences >= 1,
-         "--segment_batch_size and --segment_block_sentences must be >= 1")
-    import re
-    need(bool(re.fullmatch(r"cpu|auto|cuda(:\d+)?", b.ltp_device or "")),
-         f"--ltp_device must be cpu, cuda, cuda:N or auto, got {b.ltp_device!r}")
-    need(b.random_seed >= 0, f"--random_seed must be >= 0, got {b.random_seed}")
-    _validate_dask(b, need)
-    if b.min_quality is not None:
-        need(0.0 <= b.min_quality <= 1.0, f"--min_quality must be in [0, 1], got {b.min_quality}")
-        need(bool(b.quality_model), "--min_quality needs --quality_model DIR")
+    """Every option class's ranges and rules (defined with the options), before the first
+    stage starts; raises ``UsageError`` naming the flag."""
+    try:
+        for cls in option_classes():
+            cls.from_options(b).validate()
+    except (ConfigError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    _validate_dask(b)
     if b.quality_model:
         from corpusflow.quality.model import ModelError, load_model
         from pipelines.beam_io import BEAM
@@ -204,23 +169,12 @@ def validate(b: BuildOptions) -> None:
             raise UsageError(str(e)) from None
 
 
-def _validate_dask(b: BuildOptions, need) -> None:
-    """--dask_* flags: ranges, one way to find the cluster, only with --runner DaskRunner."""
+def _validate_dask(b: BuildOptions) -> None:
+    """--dask_* flags only with --runner DaskRunner, whose packages and Beam must be there."""
     runner = b.view_as(po.StandardOptions).runner
-    dask_flags = [f for f in ("dask_address", "dask_local_workers", "dask_partitions")
-                  if getattr(b, f)]
-    need(runner == "DaskRunner" or not dask_flags,
-         f"--{dask_flags[0] if dask_flags else ''} needs --runner DaskRunner")
-    need(0 <= b.dask_local_workers <= 1024,
-         f"--dask_local_workers must be in [0, 1024], got {b.dask_local_workers}")
-    need(0 <= b.dask_partitions <= MAX_SHARDS,
-         f"--dask_partitions must be in [0, {MAX_SHARDS}], got {b.dask_partitions}")
-    need(not (b.dask_address and b.dask_local_workers),
-         "--dask_address and --dask_local_workers exclude each other")
-    if b.dask_address:
-        import re
-        need(bool(re.fullmatch(r"(tcp|tls)://[^\s:/]+:\d{1,5}", b.dask_address)),
-             f"--dask_address must look like tcp://HOST:PORT, got {b.dask_address!r}")
+    dask_flags = DaskConfig.from_options(b).flags_set()
+    if dask_flags and runner != "DaskRunner":
+        raise UsageError(f"--{dask_flags[0]} needs --runner DaskRunner")
     if runner == "DaskRunner":
         try:
             import distributed  # noqa: F401

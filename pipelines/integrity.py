@@ -110,3 +110,14 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
     if old.get("mtime") != new.get("mtime"):
         out.append("modification time")
     return out
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a whole file (local or any Beam filesystem)."""
+    import hashlib
+    from apache_beam.io.filesystems import FileSystems
+    h = hashlib.sha256()
+    with FileSystems.open(path) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

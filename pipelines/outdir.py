@@ -25,7 +25,7 @@ import time
 from typing import Iterable, Optional
 
 from pipelines.errors import BuildError
-from pipelines.options import STAGE_NAMES
+from pipelines.stages import NAMES as STAGE_NAMES
 
 LOCK = ".corpusflow.lock"
 # Every name corpusflow writes at the top of an output directory.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -53,7 +54,7 @@ def vocab_file(path: Path, text: str, extra: tuple[str, ...] = ()) -> str:
 def small(tmp_path):
     tok = FullTokenizer(vocab_file(tmp_path / "v.txt", "".join(SENTS)))
     cfg = InstanceConfig(max_seq_length=24, max_predictions_per_seq=4, short_seq_prob=0.0,
-                         dupe_factor=1, seed=7)
+                         dupe_factor=1, random_seed=7)
     return InstanceBuilder(cfg, tok), tok
 
 
@@ -96,7 +97,7 @@ def test_exact_instances_for_small_document(small):
 def test_token_boundary_and_determinism(small, tmp_path):
     b, tok = small
     cfg = InstanceConfig(max_seq_length=24, max_predictions_per_seq=4, short_seq_prob=0.0,
-                         dupe_factor=3, seed=7, token_boundary=True)
+                         dupe_factor=3, random_seed=7, token_boundary=True)
     bb = InstanceBuilder(cfg, tok)
     prep = bb.prepare("doc:1", SENTS, [spans_of(w) for w in WORDS])
     first, second = bb.build(prep, 0)
@@ -111,7 +112,7 @@ def test_token_boundary_and_determinism(small, tmp_path):
     assert again[0] == first                          # build does not mutate prepared
     passes = [bb.build(prep, d) for d in range(3)]
     assert passes[0] != passes[1] != passes[2]
-    other_seed = InstanceBuilder(InstanceConfig(**{**cfg.to_json(), "seed": 8}), tok)
+    other_seed = InstanceBuilder(dataclasses.replace(cfg, random_seed=8), tok)
     assert other_seed.build(prep, 0) != passes[0]
     assert len({i.sort_key for p in passes for i in p}) == sum(len(p) for p in passes)
     assert bb.build_all(prep) == [i for p in passes for i in p]
@@ -152,7 +153,7 @@ def test_prepare_unaligned_words_long_sentences_and_rejects(tmp_path):
 
 def test_config_validation():
     for bad in (dict(max_seq_length=4), dict(pair_task="mlm"), dict(masking="span"),
-                dict(dupe_factor=0), dict(decision="x"), dict(short_seq_prob=2.0)):
+                dict(dupe_factor=0), dict(mask_decision="x"), dict(short_seq_prob=2.0)):
         with pytest.raises(ValueError):
             InstanceConfig(**bad)
 
@@ -252,7 +253,7 @@ def test_wwm_masks_whole_jieba_words(real):
     preps = [b.prepare(str(i), s, sp) for i, (s, sp) in enumerate(zip(sents[:300], spans))]
     rng = random.Random(0)
     for kind, max_words in (("wwm", 1), ("ngram", 3)):
-        cfg = masking.MaskConfig(strategy=kind)
+        cfg = masking.MaskConfig(masking=kind)
         for p in preps:
             for ids, units in p.sentences:
                 seq = [tok.cls_id] + ids + [tok.sep_id]

@@ -7,9 +7,10 @@ import json
 import tracemalloc
 
 from corpusflow.document import Document
-from pipelines.build import instance_config
-from pipelines.options import BuildOptions
-from pipelines.stages import BuildInstances, SegmentDocs
+from corpusflow.pretrain.instances import InstanceConfig
+from corpusflow.segment.registry import SegmentConfig
+from pipelines.stages.instances import BuildInstances
+from pipelines.stages.segment import SegmentDocs
 from tests.pipeline_util import ROOT, SAMPLE
 
 VOCAB = str(ROOT / "data" / "vocab" / "sample_vocab.txt")
@@ -31,9 +32,8 @@ def test_one_huge_document_memory_is_linear_in_its_size(tmp_path):
     with gzip.open(path, "wt", encoding="utf-8") as f:
         f.write(json.dumps(Document("wiki:huge", "wiki", "huge", text, {}).to_json(),
                            ensure_ascii=False) + "\n")
-    from apache_beam.options.pipeline_options import PipelineOptions
-    b = PipelineOptions(["--vocab_file", VOCAB]).view_as(BuildOptions)
-    seg = SegmentDocs(str(tmp_path / "words"), 1, "jieba_rs", {}, 256)
+    seg = SegmentDocs(str(tmp_path / "words"), 1,
+                      SegmentConfig(segmenter="jieba_rs", segment_block_sentences=256))
     seg.setup()
     seg.inc = _NoCounters()
     seg.start_bundle()
@@ -42,7 +42,7 @@ def test_one_huge_document_memory_is_linear_in_its_size(tmp_path):
     _, seg_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert n_docs == 1
-    fn = BuildInstances(VOCAB, True, instance_config(b), 8)
+    fn = BuildInstances(InstanceConfig(vocab_file=VOCAB, nsp_window=8))
     fn.setup()
     fn.inc = _NoCounters()
     fn.start_bundle()

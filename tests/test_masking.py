@@ -63,7 +63,7 @@ def test_replacement_ids_exclude_specials_and_continuations():
 
 
 def test_mask_config_validation():
-    for bad in (dict(strategy="span"), dict(decision="x"), dict(ngram_dist="zipf"),
+    for bad in (dict(masking="span"), dict(mask_decision="x"), dict(ngram_dist="zipf"),
                 dict(masked_lm_prob=0.0), dict(ngram=0)):
         with pytest.raises(ValueError):
             MaskConfig(**bad)
@@ -89,7 +89,7 @@ def test_ngram_length_frequencies(dist, max_n, k, expected):
 def test_80_10_10(strategy, decision):
     """≥100k masked tokens: [MASK] 80%, random 10%, kept 10%, each within ±0.5%."""
     # A high masking rate gives many masked tokens per (costly) sequence.
-    cfg = MaskConfig(strategy=strategy, decision=decision, masked_lm_prob=0.5,
+    cfg = MaskConfig(masking=strategy, mask_decision=decision, masked_lm_prob=0.5,
                      max_predictions_per_seq=80)
     rng = random.Random(11)
     data = random.Random(12)
@@ -108,7 +108,7 @@ def test_80_10_10(strategy, decision):
 
 
 def test_per_word_decision_is_shared_by_the_unit():
-    cfg = MaskConfig(strategy="wwm", decision="per_word")
+    cfg = MaskConfig(masking="wwm", mask_decision="per_word")
     rng = random.Random(3)
     data = random.Random(4)
     for _ in range(300):
@@ -126,7 +126,7 @@ def test_selection_properties(strategy, lengths):
     """Thousands of sequences: exactly the budget of predictions every time,
     whole units except at most one word prefix (only when no whole unit fits
     what is left), specials never masked, labels are the original ids."""
-    cfg = MaskConfig(strategy=strategy, ngram=3)
+    cfg = MaskConfig(masking=strategy, ngram=3)
     rng = random.Random(5)
     data = random.Random(6)
     partials = 0
@@ -189,7 +189,7 @@ def test_word_longer_than_the_budget_gets_a_prefix_masked():
     firsts = Counter()
     for seed in range(200):
         for strategy in ("wwm", "ngram"):
-            m = mask_sequence(ids, segs, MaskConfig(strategy=strategy), random.Random(seed),
+            m = mask_sequence(ids, segs, MaskConfig(masking=strategy), random.Random(seed),
                               MASK, REPLACE)
             assert m.budget == 1 and len(m.positions) == 1 and m.partial
             assert m.positions in ([1], [5]) and m.spans in ([(1, 2)], [(5, 6)])
@@ -209,7 +209,7 @@ def test_ngram_fill_takes_whole_words_first():
     """An n-gram overlapping a masked word is skipped even when its first word
     alone would fit (ALBERT); the fill then takes such whole words, and a
     prefix only when none fits."""
-    cfg = MaskConfig(strategy="ngram", masked_lm_prob=0.5, max_predictions_per_seq=80)
+    cfg = MaskConfig(masking="ngram", masked_lm_prob=0.5, max_predictions_per_seq=80)
     data = random.Random(3)
     partial = 0
     for seed in range(400):
@@ -241,7 +241,7 @@ def test_token_boundary_is_albert_s():
 
 
 def test_ngram_lengths_are_mostly_short_and_never_cross_segments():
-    cfg = MaskConfig(strategy="ngram", ngram=3, max_predictions_per_seq=200, masked_lm_prob=0.3)
+    cfg = MaskConfig(masking="ngram", ngram=3, max_predictions_per_seq=200, masked_lm_prob=0.3)
     rng = random.Random(8)
     data = random.Random(9)
     sizes = Counter()
@@ -255,7 +255,7 @@ def test_ngram_lengths_are_mostly_short_and_never_cross_segments():
 
 
 def test_deterministic_given_rng_state():
-    cfg = MaskConfig(strategy="ngram")
+    cfg = MaskConfig(masking="ngram")
     ids, segs = random_sequence(random.Random(1))
     a = mask_sequence(ids, segs, cfg, random.Random(99), MASK, REPLACE)
     b = mask_sequence(ids, segs, cfg, random.Random(99), MASK, REPLACE)

@@ -12,7 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.build import BuildError
-from pipelines.stages import ReadAndClean
+from pipelines.stages.clean import ReadAndClean
 from corpusflow.clean.cleaner import CleanConfig
 from tests.fault_corpus import build_fault_corpus
 from tests.pipeline_util import SAMPLE, build, digest_tree, read_jsonl_gz

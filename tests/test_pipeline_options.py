@@ -130,8 +130,11 @@ def test_bad_ltp_device_fails_before_running(tmp_path, ltp_model):
 def test_ltp_device_reaches_the_segmenter():
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.build import segmenter_options
+    from corpusflow.segment.registry import SegmentConfig, constructor_options
     from pipelines.options import BuildOptions
+
+    def segmenter_options(b):
+        return constructor_options(SegmentConfig.from_options(b))
     b = PipelineOptions(["--segmenter", "ltp", "--ltp_model", "M"]).view_as(BuildOptions)
     assert segmenter_options(b) == {"model_dir": "M", "batch_size": 256, "device": "auto",
                                     "trust_model_code": False}
@@ -192,8 +195,12 @@ def test_driver_checks_an_ltp_model_without_keeping_it_loaded(ltp_model, monkeyp
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from corpusflow.segment.ltp_backend import LTPSegmenter
-    from pipelines.build import BuildError, _segmenter_identity
+    from pipelines.build import BuildError
     from pipelines.options import BuildOptions
+    from pipelines.stages import Ctx, segment
+
+    def _segmenter_identity(b):
+        return segment.identity(Ctx(options=None, b=b, out="", runner=None))
 
     loads = []
     real_setup = LTPSegmenter.setup

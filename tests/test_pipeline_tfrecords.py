@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from pipelines.build import BuildError, file_sha256
+from pipelines.build import BuildError
+from pipelines.integrity import file_sha256
 from tests.pipeline_util import ROOT, SAMPLE_INPUTS as SAMPLE_ARGS, build, digest_tree
 
 VOCAB = str(ROOT / "data" / "vocab" / "sample_vocab.txt")
@@ -230,7 +231,8 @@ def test_attempts_that_died_leave_no_trace(tmp_path, demo, monkeypatch):
     """What a worker killed mid-bundle leaves behind (a half-written word-starts
     temp file, a spilled run its bundle never reported) is neither read nor kept."""
     import struct
-    from pipelines import sharded_write, stages
+    from pipelines import sharded_write
+    from pipelines.stages import segment as stages
     from pipelines.sharded_write import open_write, shard_name
     clean_out, _ = demo
     seg_process, spill_flush = stages.SegmentDocs.process, sharded_write.Spill._flush

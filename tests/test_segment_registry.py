@@ -117,8 +117,11 @@ def test_jieba_user_dict_through_registry(tmp_path):
 @needs_ltp
 def test_build_passes_trust_model_code_to_ltp():
     """pipelines.build hands --trust_model_code to the LTP segmenter (driver and workers)."""
-    from pipelines.build import segmenter_options as build_segmenter_options
+    from corpusflow.segment.registry import SegmentConfig, constructor_options
     from pipelines.options import BuildOptions
+
+    def build_segmenter_options(b):
+        return constructor_options(SegmentConfig.from_options(b))
 
     base = ["--input", "x", "--output", "y", "--segmenter", "ltp", "--ltp_model", "m"]
     for extra, want in (([], False), (["--trust_model_code"], True), (["--trust_model_code", "false"], False)):

@@ -65,9 +65,9 @@ def _docs(tmp_path, texts):
 
 
 def _instances(docs_path: str, words_path: str) -> list:
-    from pipelines.stages import BuildInstances
-    fn = BuildInstances(VOCAB, True, InstanceConfig(max_seq_length=32, max_predictions_per_seq=5),
-                        nsp_window=4)
+    from pipelines.stages.instances import BuildInstances
+    fn = BuildInstances(InstanceConfig(vocab_file=VOCAB, max_seq_length=32,
+                                       max_predictions_per_seq=5, nsp_window=4))
     fn.setup()
     fn.start_bundle()
     return list(fn.process((0, docs_path, words_path)))

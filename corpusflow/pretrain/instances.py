@@ -20,11 +20,14 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from corpusflow.config import Config, ConfigError, option
 from corpusflow.counters import Inc, null_inc, register
 from corpusflow.document import stable_hash64
 from corpusflow.pretrain import masking, punct
+from corpusflow.pretrain.masking import DECISIONS, NGRAM_DISTS, STRATEGIES
 from corpusflow.pretrain.pairs import PAIR_TASKS, RandomDoc, Sentence, make_pairs
 from corpusflow.segment.base import Span
+from corpusflow.tokenize import DEFAULT_VOCAB
 
 COUNTERS = register([
     "instances:prepared",
@@ -44,43 +47,73 @@ REJECT_TOO_SHORT = "too_short_for_instance"
 MIN_DOC_TOKENS = 2
 
 
-@dataclasses.dataclass
-class InstanceConfig:
-    """Everything that changes the instances (goes into the manifest/config hash)."""
+MAX_SEQ_LENGTH = 512  # BERT's position embeddings
 
-    max_seq_length: int = 128
-    max_predictions_per_seq: int = 20
-    masked_lm_prob: float = 0.15
-    short_seq_prob: float = 0.1
-    masking: str = "wwm"            # token | wwm | ngram
-    ngram: int = 3
-    ngram_dist: str = "albert"      # albert (p ∝ 1/n) | geometric (SpanBERT)
-    pair_task: str = "sop"          # sop | nsp | none
-    dupe_factor: int = 2
-    seed: int = 12345
-    decision: str = "per_word"      # 80/10/10 once per unit, or per_token
-    token_boundary: bool = False    # write ALBERT's token_boundary feature
+
+@dataclasses.dataclass(frozen=True)
+class InstanceConfig(Config):
+    """Every option of the instances stage: flags, defaults, bounds and hashing in one place.
+
+    ``to_json()`` (the hashed fields) is what the config hash and the manifest
+    record; the vocab file is hashed by its content, not its path.
+    """
+
+    GROUP = "corpusflow: pretraining instances (stages instances, tfrecords)"
+
+    vocab_file: str = option(
+        DEFAULT_VOCAB, "WordPiece vocab.txt (default: the bundled standard Chinese BERT vocab, "
+        "21,128 tokens); 'none' stops after dedup.", hashed=False, path=True, manifest=True)
+    do_lower_case: bool = option(True, "Lower-case and strip accents before WordPiece (as "
+                                       "BERT-Chinese).", kind="bool")
+    max_seq_length: int = option(128, "Tokens per instance, [CLS] and [SEP]s included "
+                                      f"(8..{MAX_SEQ_LENGTH}).", lo=8)
+    allow_long_sequences: bool = option(False, f"Allow --max_seq_length above {MAX_SEQ_LENGTH}.",
+                                        kind="flag", hashed=False)
+    max_predictions_per_seq: int = option(20, "Most masked positions per instance "
+                                              "(1..max_seq_length).", lo=1)
+    masked_lm_prob: float = option(0.15, "Share of tokens masked (0 < p <= 1).", lo=0.0, hi=1.0,
+                                   lo_open=True)
+    short_seq_prob: float = option(0.1, "Share of chunks packed to a random shorter length "
+                                        "(0..1).", lo=0.0, hi=1.0)
+    dupe_factor: int = option(2, "Passes over the corpus, each with different masks (1..1000).",
+                              lo=1, hi=1000)
+    masking: str = option("wwm", "Mask single tokens, whole words, or n-grams of whole words.",
+                          choices=STRATEGIES)
+    ngram: int = option(3, "Longest n-gram (in words) of --masking ngram (1..10).", lo=1, hi=10)
+    ngram_dist: str = option("albert", "n-gram length distribution: ALBERT's 1/n or SpanBERT's "
+                                       "geometric.", choices=NGRAM_DISTS)
+    mask_decision: str = option("per_word", "80/10/10 [MASK]/random/keep drawn once per word or "
+                                            "per token.", choices=DECISIONS)
+    pair_task: str = option("sop", "Sentence-order (ALBERT), next-sentence (BERT) or no pair "
+                                   "task.", choices=PAIR_TASKS)
+    nsp_window: int = option(64, "NSP negatives come from the last N documents of the same docs "
+                                 "shard.", lo=1)
+    random_seed: int = option(12345, "Seed of every random draw (with the document id and the "
+                                     "pass).", lo=0)
+    token_boundary: bool = option(False, "Write ALBERT's token_boundary feature.", kind="flag")
 
     def __post_init__(self) -> None:
-        if self.max_seq_length < 5:
-            raise ValueError("max_seq_length must be >= 5 ([CLS] A [SEP] B [SEP] with A, B >= 1)")
-        if self.pair_task not in PAIR_TASKS:
-            raise ValueError(f"unknown pair_task {self.pair_task!r}; expected one of {PAIR_TASKS}")
-        if self.dupe_factor < 1:
-            raise ValueError("dupe_factor must be >= 1")
-        if not 0.0 <= self.short_seq_prob <= 1.0:
-            raise ValueError("short_seq_prob must be in [0, 1]")
-        self.mask_config()  # validates the masking fields
+        try:
+            self.validate()
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    def check(self) -> None:
+        if self.max_seq_length > MAX_SEQ_LENGTH and not self.allow_long_sequences:
+            raise ConfigError(f"--max_seq_length {self.max_seq_length} is above {MAX_SEQ_LENGTH} "
+                              "(BERT's position embeddings); pass --allow_long_sequences if you "
+                              "mean it")
+        if self.max_predictions_per_seq > self.max_seq_length:
+            raise ConfigError(f"--max_predictions_per_seq must be in [1, --max_seq_length="
+                              f"{self.max_seq_length}], got {self.max_predictions_per_seq}")
+        self.mask_config()  # the masking module's own checks
 
     def mask_config(self) -> masking.MaskConfig:
         return masking.MaskConfig(
             masked_lm_prob=self.masked_lm_prob,
             max_predictions_per_seq=self.max_predictions_per_seq,
-            strategy=self.masking, ngram=self.ngram, ngram_dist=self.ngram_dist,
-            decision=self.decision)
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+            masking=self.masking, ngram=self.ngram, ngram_dist=self.ngram_dist,
+            mask_decision=self.mask_decision)
 
 
 @dataclasses.dataclass
@@ -253,7 +286,7 @@ class InstanceBuilder:
     # -- build: once per (document, pass) --------------------------------------
 
     def rng_for(self, doc_id: str, dupe_index: int) -> random.Random:
-        return random.Random(stable_hash64(f"{self.config.seed}\x1f{doc_id}\x1f{dupe_index}"))
+        return random.Random(stable_hash64(f"{self.config.random_seed}\x1f{doc_id}\x1f{dupe_index}"))
 
     def build(self, prepared: PreparedDoc, dupe_index: int, inc: Inc = null_inc,
               random_doc: Optional[RandomDoc] = None) -> list[Instance]:
@@ -270,7 +303,7 @@ class InstanceBuilder:
         cls_id, sep_id = self.cls_id, self.sep_id
         is_punct = self.punct_ids.__contains__
         n_tokens = n_masked = n_units = partial = dropped = 0
-        key_prefix = f"sort\x1f{cfg.seed}\x1f{prepared.doc_id}\x1f{dupe_index}\x1f"
+        key_prefix = f"sort\x1f{cfg.random_seed}\x1f{prepared.doc_id}\x1f{dupe_index}\x1f"
         want_tb = cfg.token_boundary
         for k, p in enumerate(pairs):
             la = len(p.a_ids)

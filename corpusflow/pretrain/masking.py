@@ -122,20 +122,21 @@ class MaskConfig:
 
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
-    strategy: str = "wwm"
+    masking: str = "wwm"
     ngram: int = 3
     ngram_dist: str = "albert"
-    decision: str = "per_word"
+    mask_decision: str = "per_word"
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown masking {self.strategy!r}; expected one of {STRATEGIES}")
-        if self.decision not in DECISIONS:
-            raise ValueError(f"unknown decision {self.decision!r}; expected one of {DECISIONS}")
+        if self.masking not in STRATEGIES:
+            raise ValueError(f"unknown masking {self.masking!r}; expected one of {STRATEGIES}")
+        if self.mask_decision not in DECISIONS:
+            raise ValueError(f"unknown mask_decision {self.mask_decision!r}; expected one of {DECISIONS}")
         if self.ngram_dist not in NGRAM_DISTS:
             raise ValueError(f"unknown ngram_dist {self.ngram_dist!r}; expected one of {NGRAM_DISTS}")
-        if not 0.0 < self.masked_lm_prob < 1.0:
-            raise ValueError("masked_lm_prob must be in (0, 1)")
+        # The same bounds as the --masked_lm_prob option (instances.InstanceConfig).
+        if not 0.0 < self.masked_lm_prob <= 1.0:
+            raise ValueError("masked_lm_prob must be in (0, 1]")
         if self.max_predictions_per_seq < 1 or self.ngram < 1:
             raise ValueError("max_predictions_per_seq and ngram must be >= 1")
 
@@ -203,7 +204,7 @@ def mask_sequence(input_ids: Sequence[int], segments: Sequence[tuple[int, Sequen
     and taken greedily while they fit the budget; a unit that would overflow
     it is skipped (BERT). For n-grams, ALBERT's rule: draw n, shorten while it
     overflows, skip if it overlaps an already masked word. The 80/10/10
-    [MASK]/random/keep choice is made once per unit (``decision="per_word"``)
+    [MASK]/random/keep choice is made once per unit (``mask_decision="per_word"``)
     or once per token (``"per_token"``).
 
     The number of masked tokens is always exactly the budget,
@@ -220,12 +221,12 @@ def mask_sequence(input_ids: Sequence[int], segments: Sequence[tuple[int, Sequen
         num_tokens += sum(lens)
     budget = masked_lm_budget(num_tokens, cfg.masked_lm_prob, cfg.max_predictions_per_seq)
 
-    if cfg.strategy == "token":
+    if cfg.masking == "token":
         starts: list[int] = []
         for off, lens in segments:
             starts += range(off, off + sum(lens))
         chosen, taken = _take_units(starts, [s + 1 for s in starts], budget, rng)
-    elif cfg.strategy == "wwm":
+    elif cfg.masking == "wwm":
         ustart, uend, _ = segment_units(segments)
         chosen, taken = _take_units(ustart, uend, budget, rng)
     else:
@@ -234,12 +235,12 @@ def mask_sequence(input_ids: Sequence[int], segments: Sequence[tuple[int, Sequen
         ustart, uend, seg_end = segment_units(segments, with_seg_end=True)
         chosen, taken = _take_ngrams(ustart, uend, seg_end, budget, rng, sampler)
     partial = False
-    if cfg.strategy != "token" and taken < budget:
+    if cfg.masking != "token" and taken < budget:
         extra, partial = _fill_budget(ustart, uend, chosen, budget - taken, rng)
         chosen += extra
 
     positions: list[int] = []
-    per_token = cfg.decision == "per_token"
+    per_token = cfg.mask_decision == "per_token"
     nrep = len(replace_ids)
     rand = rng.random
     r = 0.0
