@@ -22,7 +22,7 @@ from pipelines.near_dedup import DecontamConfig, Decontaminate, NearDedup, NearD
 from pipelines.sharded_write import ShardedWrite
 from pipelines.stages.base import Ctx, Stage, collect, pipeline, side_outputs, stage_files
 from pipelines.stages.common import REJECTS, STATS, keyed_doc, keyed_reject
-from pipelines.stages.dedup_apply import ApplyDedup, ReadDocs
+from pipelines.stages.dedup_apply import ApplyDecisions, ReadDocs, WholeSurvivors
 
 MAX_SHARDS = 100_000
 
@@ -103,8 +103,8 @@ def run(ctx: Ctx) -> dict:
     runs = beam.pvalue.AsList(key_runs)
     if whole_first:
         # Exact survivors with their whole clean text (no line decisions exist yet).
-        survivors = shards("Near") | "Survivors" >> beam.ParDo(ApplyDedup(
-            b.line_dedup_min_chars, ctx.b.min_chars, final=False, num_buckets=dj.NUM_BUCKETS), runs=runs)
+        survivors = shards("Near") | "Survivors" >> beam.ParDo(WholeSurvivors(dj.NUM_BUCKETS),
+                                                               runs=runs)
         id_runs = [key_runs]
         if b.near_dedup:
             kw = {}
@@ -135,16 +135,15 @@ def run(ctx: Ctx) -> dict:
             # Line keys of the documents that survive whole: a near-copy or a
             # contaminated document never owns a line, so the document kept in its
             # place loses none of it.
-            line_keys = (shards("Lines") | "WholeSurvivors" >> beam.ParDo(ApplyDedup(
-                b.line_dedup_min_chars, ctx.b.min_chars, final=False, num_buckets=dj.NUM_BUCKETS,
-                docs=True), runs=beam.pvalue.AsList(whole_runs))
+            line_keys = (shards("Lines") | "WholeSurvivors" >> beam.ParDo(
+                WholeSurvivors(dj.NUM_BUCKETS, docs=True), runs=beam.pvalue.AsList(whole_runs))
                 | "LineKeys" >> beam.ParDo(dj.DedupKeys(False, True, b.line_dedup_min_chars))
                 .with_outputs("lines", main="exact"))
             all_runs.append((line_keys.lines
                              | "LineDecisions" >> dj.Decisions(f"{tmp}/lines", dj.LINE)).runs)
         runs = beam.pvalue.AsList(all_runs | "AllRuns" >> beam.Flatten())
-    res = shards("Apply") | "ApplyDedup" >> beam.ParDo(ApplyDedup(
-        b.line_dedup_min_chars, ctx.b.min_chars, final=True, num_buckets=dj.NUM_BUCKETS),
+    res = shards("Apply") | "ApplyDedup" >> beam.ParDo(ApplyDecisions(
+        b.line_dedup_min_chars, ctx.b.min_chars, dj.NUM_BUCKETS),
         runs=runs).with_outputs(REJECTS, STATS, main="docs")
     fmt = "parquet" if docs.docs_format == "parquet" else "jsonl"
     infos = (res.docs | "KeyDocs" >> beam.Map(keyed_doc)

@@ -7,6 +7,7 @@ shard because both are in sort-key order; documents never meet a shuffle.
 from __future__ import annotations
 
 import json
+from typing import Iterator
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -33,26 +34,59 @@ class ReadDocs(beam.DoFn):
         yield from iter_json_lines(path)
 
 
-class ApplyDedup(beam.DoFn):
-    """One clean shard file -> its documents with the dedup decisions applied.
+class _ShardDecisions(beam.DoFn):
+    """One clean shard file -> ``decide(document dict, its decisions)`` per document.
 
     Decisions come from ``dedup_join`` run files (side input ``runs``), read
     alongside the shard because both are in sort-key order.
-    ``final=False``: only whole-document decisions (exact, decontaminated, near)
-    apply; a survivor is emitted with its whole clean text, as ``(id, source,
-    text)`` for near dedup and decontamination, or (``docs=True``) as the document
-    dict for the line keys. ``final=True``: every decision, whole-document ones
-    first and repeated lines last, so a removed document is removed whole; emit
-    the kept document (main) or a Reject (tagged).
     """
 
-    def __init__(self, line_min_chars: int, min_chars: int, final: bool, num_buckets: int,
-                 docs: bool = False):
+    def __init__(self, num_buckets: int):
+        self.num_buckets = num_buckets
+
+    def process(self, path: str, runs: list):
+        reader = dj.DecisionReader(runs, self.num_buckets)
+        for d in iter_json_lines(path):
+            dec = dj.split_decisions(reader.take(stable_hash64(d["id"])), record_key(d), d["id"])
+            yield from self.decide(d, dec)
+
+    def decide(self, d: dict, dec: dict[bytes, list[bytes]]) -> Iterator:
+        raise NotImplementedError
+
+
+class WholeSurvivors(_ShardDecisions):
+    """The documents no whole-document decision (exact, decontaminated, near) removes,
+    with their whole clean text: the input of the next judge.
+
+    Emits ``(id, source, text)`` (near dedup, decontamination) or, with ``docs``,
+    the document dict (line keys). Line decisions are not applied: near dedup must
+    see a near-copy as it arrived, not what line dedup would leave of it. Counts
+    nothing: ``ApplyDecisions`` counts every document once.
+    """
+
+    def __init__(self, num_buckets: int, docs: bool = False):
+        super().__init__(num_buckets)
+        self.docs = docs
+
+    def decide(self, d: dict, dec: dict[bytes, list[bytes]]) -> Iterator:
+        if dj.EXACT in dec or dj.DECONTAM in dec or dj.NEAR in dec:
+            return
+        yield d if self.docs else (d["id"], d["source"], d["text"])
+
+
+class ApplyDecisions(_ShardDecisions):
+    """Every dedup decision applied: the kept document (main) or a Reject (tagged
+    ``REJECTS``), counted, with the stage's stats (tagged ``STATS``) per bundle.
+
+    Whole-document decisions first, repeated lines last, so a removed document is
+    removed whole and line owners (chosen among whole survivors) never lose a line
+    to a removed document.
+    """
+
+    def __init__(self, line_min_chars: int, min_chars: int, num_buckets: int):
+        super().__init__(num_buckets)
         self.line_min_chars = line_min_chars
         self.min_chars = min_chars
-        self.final = final
-        self.num_buckets = num_buckets
-        self.docs = docs
 
     def setup(self) -> None:
         self.inc = BeamInc()
@@ -61,40 +95,26 @@ class ApplyDedup(beam.DoFn):
         self.stats = StageStats()
 
     def finish_bundle(self):
-        if self.final:
-            yield self.stats.emit()
+        yield self.stats.emit()
 
-    def process(self, path: str, runs: list):
-        reader = dj.DecisionReader(runs, self.num_buckets)
-        for d in iter_json_lines(path):
-            for out in self._apply(d, reader.take(stable_hash64(d["id"]))):
-                if self.final:
-                    if isinstance(out, pvalue.TaggedOutput):
-                        self.stats.reason("dedup", out.value["reason"])
-                    else:
-                        self.stats.doc_out(out["source"], out["text"])
-                yield out
+    def decide(self, d: dict, dec: dict[bytes, list[bytes]]) -> Iterator:
+        self.stats.doc_in(d["source"], d["text"])
+        for out in self._apply(d, dec):
+            if isinstance(out, pvalue.TaggedOutput):
+                self.stats.reason("dedup", out.value["reason"])
+            else:
+                self.stats.doc_out(out["source"], out["text"])
+            yield out
 
-    def _apply(self, d: dict, payloads: list[bytes]):
-        inc = self.inc if self.final else None
-        if self.final:
-            self.stats.doc_in(d["source"], d["text"])
+    def _apply(self, d: dict, dec: dict[bytes, list[bytes]]) -> Iterator:
+        inc = self.inc
         doc = Document.from_json(d)
-        if inc:
-            inc("dedup:in")
-        dec = dj.split_decisions(payloads, record_key(d), doc.id)
+        inc("dedup:in")
         if dj.EXACT in dec:
-            if inc:
-                inc("dedup:duplicate:exact")
-                yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
-                    doc, "dedup", "exact_duplicate", "duplicate",
-                    kept_id=dec[dj.EXACT][0].decode("utf-8", "surrogatepass")).to_json())
-            return
-        if not self.final:
-            # Whole-document decisions only, and the whole text: near dedup must see
-            # a near-copy as it arrived, not what line dedup would leave of it.
-            if dj.DECONTAM not in dec and dj.NEAR not in dec:
-                yield d if self.docs else (doc.id, doc.source, doc.text)
+            inc("dedup:duplicate:exact")
+            yield pvalue.TaggedOutput(REJECTS, Reject.for_doc(
+                doc, "dedup", "exact_duplicate", "duplicate",
+                kept_id=dec[dj.EXACT][0].decode("utf-8", "surrogatepass")).to_json())
             return
         if dj.DECONTAM in dec:
             info = json.loads(dec[dj.DECONTAM][0])
