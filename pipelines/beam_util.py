@@ -6,24 +6,16 @@ import collections
 import gzip
 import io
 import json
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from corpusflow import counters as _counters
 
 NAMESPACE = "corpusflow"
-
-
-def make_runner(options: PipelineOptions, preload: Sequence[str] = ()):
-    """Transitional: use ``pipelines.runners.make_runner``. Kept only until
-    ``pipelines/build.py`` calls that door itself; then delete it."""
-    from pipelines.runners.choose import make_runner as _make
-    return _make(options, preload)
 
 
 class BeamInc:

@@ -25,6 +25,7 @@ from pipelines.errors import (FAULT_ERRNOS, BuildError, EmptyRunError, Environme
 from pipelines.inputs import expand_inputs
 from pipelines.options import BuildOptions, option_classes
 from pipelines.rss import PeakRss
+from pipelines.runners import make_runner
 from pipelines.stages import NAMES, REGISTRY, Stage
 from pipelines.stages.base import Ctx, clear_prefix, say
 from pipelines.stages.instances import has_vocab
@@ -32,8 +33,11 @@ from pipelines.stages.instances import has_vocab
 __all__ = ["run", "main", "BuildError", "UsageError", "EnvironmentFault", "EmptyRunError"]
 
 # Modules the local runner's worker zygote imports once, before it forks the
-# SDK workers, so each stage's workers start with them loaded.
-PRELOAD = ("pipelines.stages",)
+# SDK workers, so each stage's workers start with them loaded (the stage modules
+# import the rest lazily, in DoFn.setup).
+PRELOAD = ("pipelines.stages", "corpusflow.clean.sentences", "opencc",
+           "corpusflow.pretrain.example", "corpusflow.segment.jieba_backend",
+           "corpusflow.tokenize.wordpiece", "corpusflow.io.readers", "corpusflow.io.tfrecord")
 
 
 def _parse(argv: Optional[list[str]]) -> tuple[PipelineOptions, BuildOptions]:
@@ -70,7 +74,7 @@ def run(argv: Optional[list[str]] = None) -> dict:
     for stage in todo:  # facts each hash needs (a bad vocab or model fails here, before work)
         ctx.facts[stage.name] = stage.identity(ctx) if stage.identity else None
     hashes = plan.stage_hashes(ctx, todo)
-    ctx.runner = beam_util.make_runner(options, preload=PRELOAD)
+    ctx.runner = make_runner(options, preload=PRELOAD)
     if ctx.dry_run:
         return _run_stages(ctx, todo, hashes, {})
     lock = outdir.BuildLock(out)

@@ -18,7 +18,6 @@ from apache_beam.io.filesystems import FileSystems
 from corpusflow.config import Config, option
 from pipelines import beam_util
 from pipelines import dedup_join as dj
-from pipelines.near_dedup import DecontamConfig, Decontaminate, NearDedup, NearDedupConfig
 from pipelines.sharded_write import ShardedWrite
 from pipelines.stages.base import Ctx, Stage, collect, pipeline, side_outputs, stage_files
 from pipelines.stages.common import REJECTS, STATS, keyed_doc, keyed_reject
@@ -107,6 +106,8 @@ def run(ctx: Ctx) -> dict:
                                                                runs=runs)
         id_runs = [key_runs]
         if b.near_dedup:
+            # Imported only when asked for: MinHash pulls datasketch and scipy.
+            from pipelines.near_dedup import NearDedup, NearDedupConfig
             kw = {}
             if b.minhash_threshold is not None:
                 kw["threshold"] = b.minhash_threshold
@@ -123,6 +124,7 @@ def run(ctx: Ctx) -> dict:
             clusters | "WriteClusters" >> ShardedWrite(f"{ctx.out}/dedup/clusters", 1, fmt="jsonl",
                                                        gzip_output=True)
         if b.decontaminate:
+            from pipelines.decontaminate import DecontamConfig, Decontaminate
             # Eval sets get the same T->S as the corpus, or Traditional dev files
             # would never match the cleaned (Simplified) documents.
             flagged = survivors | "Decontaminate" >> Decontaminate(
