@@ -150,6 +150,7 @@ def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_mo
     stats.json accounts the segmenter's time over every character read."""
     import re
 
+    from corpusflow.segment.base import Segmenter
     from corpusflow.segment.ltp_backend import LTPSegmenter
     docs = _wiki_docs(6)
     for d in docs[:3]:  # no whitespace at all in these; the others have some
@@ -159,7 +160,9 @@ def test_ltp_block_batching_keeps_output_and_times_segmentation(tmp_path, ltp_mo
     digests, timing, n_docs = {}, {}, {}
     for run, bs in (("bs1", "1"), ("block", "100000"), ("spans", "100000")):
         if run == "spans":  # the general path for every document
-            monkeypatch.setattr(LTPSegmenter, "block_word_starts", None)
+            # The base class's block_word_starts: LTP offers no per-document
+            # word starts, so every document takes spans.
+            monkeypatch.setattr(LTPSegmenter, "block_word_starts", Segmenter.block_word_starts)
         out = tmp_path / run
         m = build(out, "--vocab_file", VOCAB, "--segmenter", "ltp", "--ltp_model", ltp_model,
                   "--max_seq_length", "64", "--max_predictions_per_seq", "10", "--num_shards", "2",

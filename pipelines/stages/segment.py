@@ -11,9 +11,7 @@ from __future__ import annotations
 import collections
 import gc
 import uuid
-from time import perf_counter
-from time import thread_time as process_time  # this thread only: not gRPC threads
-from typing import Any, Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import apache_beam as beam
 
@@ -59,10 +57,10 @@ class SegmentDocs(beam.DoFn):
 
     def start_bundle(self) -> None:
         self.stats: dict = {"sentence_chars": collections.Counter()}
-        # Time inside the segmenter calls, for the segment-speed benchmark
-        # (bench/segment_check.py compares it with direct calls).
-        # cpu_seconds is this thread's CPU (a neural model's intra-op threads
-        # are not in it: compare those by wall_seconds).
+        # Time inside the segmenter calls (Segmenter.starts_for_block adds to
+        # it), for the segment-speed benchmark (bench/segment_check.py compares
+        # it with direct calls). cpu_seconds is this thread's CPU (a neural
+        # model's intra-op threads are not in it: compare those by wall_seconds).
         self.seg_time = {"cpu_seconds": 0.0, "wall_seconds": 0.0, "chars": 0, "sentences": 0,
                          "calls": 0}
 
@@ -72,75 +70,32 @@ class SegmentDocs(beam.DoFn):
         from pipelines.sharded_write import open_write, shard_name
         index, path = element
         tmp = f"{shard_name(self.prefix, index, self.num_shards, '.words')}.tmp-{uuid.uuid4().hex}"
-        per_doc = getattr(self.segmenter, "word_starts", None) is not None
         n = 0
         with Crc32cWriter(open_write(tmp)) as f:
             starts_file.write_header(f)
             for block in sentence_blocks(iter_json_lines(path), self.block_sentences):
-                # Backends without whole-document word starts (LTP) segment a
-                # block of documents in one call, ~block_sentences sentences
-                # instead of one document's handful; a sentence's words do not
-                # depend on its batch.
-                segs = [(None, None)] * len(block) if per_doc else self._segment_block(block)
-                for (doc, sentences), (starts, spans) in zip(block, segs):
-                    starts = self._doc_starts(sentences, starts, spans)
+                # One call per block of ~block_sentences sentences (keeps a model
+                # cache-warm; the backend picks its fast path or spans per
+                # document; a sentence's words do not depend on its batch).
+                all_starts = self.segmenter.starts_for_block(
+                    [sentences for _, sentences in block], self.inc, self.seg_time)
+                for (doc, sentences), starts in zip(block, all_starts):
+                    self._count(sentences)
                     n_offsets = sum(map(len, sentences)) + len(sentences)
                     f.write(starts_file.encode(stable_hash64(doc.id), n_offsets, starts))
                     n += 1
         yield index, (tmp, n, f.hexdigest)
 
-    def _doc_starts(self, sentences: list, starts: Any, spans: Optional[list]) -> Any:
-        """Word starts of ``"\n".join(sentences)``: from the block call, or now."""
-        from corpusflow.pretrain.instances import InstanceBuilder
-        inc = self.inc
+    def _count(self, sentences: list) -> None:
+        """Counters, histograms, timing totals and progress of one document."""
         n_chars = sum(map(len, sentences))
-        inc("segment:docs")
-        inc("segment:sentences", len(sentences))
-        inc("segment:chars", n_chars)
+        self.inc("segment:docs")
+        self.inc("segment:sentences", len(sentences))
+        self.inc("segment:chars", n_chars)
         self.stats["sentence_chars"].update(map(bucket, map(len, sentences)))
         self.seg_time["chars"] += n_chars
         self.seg_time["sentences"] += len(sentences)
         self.meter.add()
-        if starts is None and spans is None:
-            # Whole-document word starts (jieba backends): no per-word span
-            # tuples; None means the backend declined, so per-sentence spans.
-            starts = self._timed(self.segmenter.word_starts, sentences)
-            if starts is None:
-                spans = self._timed(self.segmenter.segment_batch, sentences)
-        if starts is None:
-            starts = InstanceBuilder.word_starts_from_spans(sentences, spans, inc)
-        return starts
-
-    def _timed(self, fn: Any, arg: Any) -> Any:
-        """Call the segmenter; account its CPU/wall time and new fallbacks."""
-        before = self.segmenter.fallbacks
-        t0, w0 = process_time(), perf_counter()
-        out = fn(arg)
-        self.seg_time["cpu_seconds"] += process_time() - t0
-        self.seg_time["wall_seconds"] += perf_counter() - w0
-        self.seg_time["calls"] += 1
-        if self.segmenter.fallbacks > before:
-            self.inc("segment:fallback:sentence", self.segmenter.fallbacks - before)
-        return out
-
-    def _segment_block(self, block: list) -> list:
-        """``(word_starts, spans)`` per document of the block, one of them set."""
-        seg = self.segmenter
-        block_starts = getattr(seg, "block_word_starts", None)
-        starts = (self._timed(block_starts, [ss for _, ss in block]) if block_starts is not None
-                  else [None] * len(block))
-        # Documents without word starts (declined by the fast path, or a backend
-        # without one) are segmented together in one more call.
-        rest = [i for i, st in enumerate(starts) if st is None]
-        out = [(st, None) for st in starts]
-        if rest:
-            flat_spans = self._timed(seg.segment_batch, [s for i in rest for s in block[i][1]])
-            pos = 0
-            for i in rest:
-                n = len(block[i][1])
-                out[i] = (None, flat_spans[pos:pos + n])
-                pos += n
-        return out
 
     def finish_bundle(self):
         yield histograms_output(self.stats, segment_time=dict(self.seg_time))
