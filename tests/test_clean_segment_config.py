@@ -39,6 +39,7 @@ def test_clean_defaults_and_hashed_keys():
                     "max_repeated_line_ratio": 0.3, "pii": "redact", "quality_model": None,
                     "min_quality": None}
     assert cfg.to_json() == keys   # the whole config hashes the same keys
+    assert cfg.manifest_json() == keys
     assert {c.GROUP for c in CLEAN_OPTION_CLASSES} == {"corpusflow: cleaning (stage clean)"}
 
 

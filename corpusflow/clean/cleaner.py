@@ -98,6 +98,13 @@ class CleanConfig(Config):
             out.update(c.to_json())
         return out
 
+    def manifest_json(self) -> dict[str, Any]:
+        """What ``manifest.json`` records, the filters' thresholds included."""
+        out = super().manifest_json()
+        for c in self.filters:
+            out.update(c.manifest_json())
+        return out
+
 
 def clean_option_classes() -> tuple[type, ...]:
     """Every config class whose options the clean stage takes, in ``--help`` order."""
