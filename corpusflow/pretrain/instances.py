@@ -26,7 +26,7 @@ from corpusflow.document import stable_hash64
 from corpusflow.pretrain import masking, punct
 from corpusflow.pretrain.masking import DECISIONS, NGRAM_DISTS, STRATEGIES
 from corpusflow.pretrain.pairs import PAIR_TASKS, RandomDoc, Sentence, make_pairs
-from corpusflow.segment.base import Span
+from corpusflow.segment.base import Span, word_starts_from_spans
 from corpusflow.tokenize import DEFAULT_VOCAB
 
 COUNTERS = register([
@@ -234,45 +234,8 @@ class InstanceBuilder:
                 out.append((ids[a:b], units))
         return PreparedDoc(doc_id, out, total)
 
-    @staticmethod
-    def word_starts_from_spans(sentences: Sequence[str], spans: Sequence[Sequence[Span]],
-                               inc: Inc) -> np.ndarray:
-        """Offsets in ``"\\n".join(sentences)`` where a word starts, separators
-        included (each "\\n" is a word of its own).
-
-        Only the start offsets define the words, so only they are checked: a
-        sentence with a start outside ``[0, len]`` or a malformed span falls
-        back to one word per character (counted ``instances:invalid_spans``).
-        Vectorised over the whole document.
-        """
-        n_sent = len(sentences)
-        lens = np.fromiter(map(len, sentences), dtype=np.int64, count=n_sent)
-        counts = np.fromiter(map(len, spans), dtype=np.int64, count=n_sent)
-        sent_off = np.zeros(n_sent, dtype=np.int64)
-        np.cumsum(lens[:-1] + 1, out=sent_off[1:])
-        try:
-            flat = np.fromiter(chain.from_iterable(chain.from_iterable(spans)), dtype=np.int64)
-        except (TypeError, ValueError):
-            flat = np.zeros(0, dtype=np.int64)
-        word_sent = np.repeat(np.arange(n_sent), counts)
-        if flat.size != 2 * word_sent.size:   # some span is not a (start, end) pair
-            bad = np.ones(n_sent, dtype=bool)
-        else:
-            a = flat[0::2]
-            ok = (a >= 0) & (a <= lens[word_sent])
-            bad = np.zeros(n_sent, dtype=bool) if ok.all() else np.bincount(
-                word_sent[~ok], minlength=n_sent) > 0
-        bad |= (counts == 0) & (lens > 0)       # no words in a non-empty sentence
-        if not bad.any():
-            return np.concatenate((sent_off + lens, a + sent_off[word_sent]))
-        inc("instances:invalid_spans", int(bad.sum()))
-        parts = [sent_off + lens]               # the separators
-        if flat.size == 2 * word_sent.size:
-            keep = ~bad[word_sent]
-            parts.append(a[keep] + sent_off[word_sent[keep]])
-        for k in np.flatnonzero(bad).tolist():  # one word per character
-            parts.append(np.arange(sent_off[k], sent_off[k] + lens[k]))
-        return np.concatenate(parts)
+    # Shared with the segmenters' block path (one definition: corpusflow.segment.base).
+    word_starts_from_spans = staticmethod(word_starts_from_spans)
 
     @staticmethod
     def usable(prepared: PreparedDoc) -> bool:
