@@ -281,7 +281,8 @@ def test_pretrain_continues_from_an_imported_checkpoint(tmp_path, capsys):
     bad.write_text(json.dumps({**cfg, "intermediate_size": 48}), encoding="utf-8")
     assert pretrain.main([*args[:7], str(bad), "--model_dir", str(tmp_path / "run2"), *args[10:]]) == 2
     err = capsys.readouterr().err
-    assert f"--init_checkpoint {imported / 'ckpt-0'} does not fit --model/--config" in err
+    assert f"--init_checkpoint {imported / 'ckpt-0'} does not fit --model/--config: model/encoder/ffn_blocks_0/" \
+           "intermediate/_kernel has shape [16, 32] in the checkpoint but [16, 48] in the config (and 2 more)" in err
 
 
 def write_bert_release(path: Path, vocab_file: str, max_position: int) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import os
 import re
 import sys
 import tempfile
-from typing import Any
+from typing import Any, NoReturn, Optional
 
 
 class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -39,9 +40,48 @@ class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)".strip()
 
 
-def parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` whose ``--help`` shows every default."""
-    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=DefaultsHelpFormatter)
+class StrictParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose refusals are one line, and which names a misspelled option.
+
+    Plain argparse prints the whole usage block (25 lines for finetune) before the error, and a misspelled required
+    option (``--tsk``) is reported only as "the following arguments are required: --task", never as unknown.
+    Here an unknown ``--option`` is refused first, with the closest real one, and every error is
+    ``PROG: error: MESSAGE (--help lists every option)`` on one line, exit status 2.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists every option)\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        unknown = unknown_options(self, words)
+        if unknown:
+            self.error("unknown option(s): " + ", ".join(unknown))
+        return super().parse_known_args(words, namespace)
+
+
+def unknown_options(p: argparse.ArgumentParser, words: list) -> list[str]:
+    """Each ``--word`` of ``words`` that names no option of ``p`` (nor, with abbreviations on, a unique prefix of
+    one), with ``(did you mean --x?)`` when one is close; words after ``--`` are values."""
+    known = [s for a in p._actions for s in a.option_strings if s.startswith("--")]
+    out = []
+    for w in words:
+        if w == "--":
+            break
+        if not isinstance(w, str) or not w.startswith("--"):
+            continue
+        name = w.split("=", 1)[0]
+        if name in known or (p.allow_abbrev and len([k for k in known if k.startswith(name)]) == 1):
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        out.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return out
+
+
+def parser(prog: str, description: str, epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` whose ``--help`` shows every default and whose refusals are one line
+    (``StrictParser``)."""
+    return StrictParser(prog=prog, description=description, epilog=epilog, formatter_class=DefaultsHelpFormatter)
 
 
 def undocumented_defaults(p: argparse.ArgumentParser) -> list[str]:

@@ -30,10 +30,10 @@ from typing import Any, Optional, Sequence
 
 from trainer_hooks import cli
 from trainer_hooks import finetune_data as fd
-from trainer_hooks.run_files import InitError, load_export, read_json, run_vocab_file
+from trainer_hooks.finetune_init import CONFIG_NAMES, check_vocab, load_encoder, resolve_init
+from trainer_hooks.run_files import InitError, load_export, read_json
 
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-CONFIG_NAMES = {"albert": "albert_config.json", "nezha": "bert_config.json"}
 METRICS = ("accuracy", "macro_f1")
 
 
@@ -43,7 +43,9 @@ def _say(message: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The fine-tuning CLI; ``--help`` names every default."""
-    p = cli.parser("python -m trainer_hooks.finetune", __doc__.split("\n")[0])
+    p = cli.parser("python -m trainer_hooks.finetune", __doc__.split("\n")[0],
+                   epilog="python -m trainer_hooks.finetune predict --model_dir DIR --input FILE [--output FILE] "
+                          "classifies raw sentences with a fine-tuned model (predict --help for more).")
     p.add_argument("--task", required=True, choices=fd.TASKS, help="single sentence or sentence pair")
     p.add_argument("--train", required=True, help="labelled training file")
     p.add_argument("--dev", required=True, help="labelled dev file (evaluated after every epoch)")
@@ -96,84 +98,6 @@ def build_predict_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------- initialisation
-
-
-def _manifest_options(run_args: dict) -> dict:
-    """``do_lower_case`` and ``t2s`` that the pretraining data was made with, where its manifest says."""
-    path = run_args.get("manifest")
-    if not path or not os.path.exists(path):
-        return {}
-    m = read_json(path)
-    out = {}
-    if m.get("tfrecords", {}).get("do_lower_case") is not None:
-        out["do_lower_case"] = bool(m["tfrecords"]["do_lower_case"])
-    if isinstance(m.get("config"), dict) and m["config"].get("t2s") is not None:
-        out["t2s"] = bool(m["config"]["t2s"])
-    return out
-
-
-def resolve_init(init: str, kind: str, config_path: Optional[str]) -> dict[str, Any]:
-    """What ``--init`` names: ``{"config", "checkpoint" | "weights_h5" | None, "vocab_file", "options"}``."""
-    from trainer_hooks.config import ModelConfig
-
-    if init == "none":
-        if not config_path:
-            raise InitError("--init none needs --config")
-        return {"config": ModelConfig.from_json_file(config_path), "source": "random", "vocab_file": None,
-                "options": {}}
-    if os.path.isdir(init) and os.path.exists(os.path.join(init, "pretraining.weights.h5")):
-        names = [n for n in CONFIG_NAMES.values() if os.path.exists(os.path.join(init, n))]
-        if not names and not config_path:
-            raise InitError(f"{init}: export without {' or '.join(CONFIG_NAMES.values())}; pass --config")
-        cfg = ModelConfig.from_json_file(config_path or os.path.join(init, CONFIG_NAMES[kind]
-                                                                     if CONFIG_NAMES[kind] in names else names[0]))
-        vocab = os.path.join(init, "vocab.txt")
-        return {"config": cfg, "source": "export", "weights_h5": os.path.join(init, "pretraining.weights.h5"),
-                "vocab_file": vocab if os.path.exists(vocab) else None, "options": {}}
-    import tensorflow as tf
-    if os.path.isdir(init):
-        run_dir, checkpoint = init, tf.train.latest_checkpoint(init)
-        if checkpoint is None:
-            raise InitError(f"{init}: no checkpoint (ckpt-N) and no pretraining.weights.h5 in this directory")
-    elif tf.io.gfile.exists(init + ".index"):
-        run_dir, checkpoint = os.path.dirname(init) or ".", init
-    else:
-        raise InitError(f"--init {init}: not a run directory, a checkpoint prefix, an export or 'none'")
-    run_args_path = os.path.join(run_dir, "run_args.json")
-    run_args = read_json(run_args_path) if os.path.exists(run_args_path) else {}
-    if run_args.get("model") and run_args["model"] != kind:
-        raise InitError(f"--init {init} is a {run_args['model']} run, not --model {kind}")
-    cfg_path = config_path or os.path.join(run_dir, "model_config.json")
-    if not os.path.exists(cfg_path):
-        raise InitError(f"{run_dir}: no model_config.json; pass --config")
-    return {"config": ModelConfig.from_json_file(cfg_path), "source": "checkpoint", "checkpoint": checkpoint,
-            "vocab_file": run_vocab_file(run_args), "options": _manifest_options(run_args)}
-
-
-def load_encoder(kind: str, init: dict, dtype: str, seed: int) -> Any:
-    """The pretraining model of ``init`` with its weights loaded (random for ``source == 'random'``)."""
-    import tensorflow as tf
-
-    from trainer_hooks.models import build_model
-    model = build_model(kind, init["config"], dtype=dtype, seed=seed)
-    if init["source"] == "export":
-        model.load_weights(init["weights_h5"])
-    elif init["source"] == "checkpoint":
-        try:
-            tf.train.Checkpoint(model=model).restore(init["checkpoint"]).expect_partial() \
-                .assert_existing_objects_matched()
-        except (AssertionError, ValueError) as e:
-            raise InitError(f"--init {init['checkpoint']} does not fit this {kind} config: {e}") from None
-    return model
-
-
-def check_vocab(vocab_file: str, config: Any) -> None:
-    """Refuse a vocab whose size differs from the model's embedding rows."""
-    from corpusflow.tokenize.wordpiece import load_vocab
-    n = len(load_vocab(vocab_file))
-    if n != config.vocab_size:
-        raise InitError(f"vocab {vocab_file} has {n} tokens but the model's word_embeddings have "
-                        f"{config.vocab_size} rows")
 
 
 # --------------------------------------------------------------------------------------------------------- model
@@ -248,6 +172,11 @@ def evaluate(model: Any, data: fd.Encoded, num_labels: int, batch_size: int) -> 
 
 def prepare(args: argparse.Namespace, is_chief: bool) -> dict[str, Any]:
     """Read, label-map and tokenise train/dev/test; refuses bad input with a message (``fd.DataError``)."""
+    for opt in ("train", "dev", "test", "config", "vocab_file"):
+        path = getattr(args, opt)
+        if path and not os.path.isfile(path):
+            raise fd.DataError(f"--{opt} {path}: no such file")
+    check_output(args.output)
     init = resolve_init(args.init, args.model, args.config)
     from corpusflow.tokenize import DEFAULT_VOCAB
     vocab = args.vocab_file or init["vocab_file"] or DEFAULT_VOCAB
@@ -283,6 +212,51 @@ def prepare(args: argparse.Namespace, is_chief: bool) -> dict[str, Any]:
             "data": encoded, "counts": {s: c.as_dict() for s, c in counts.items()}}
 
 
+# Files that mark a directory as a pretraining run or an export: fine-tuning must not write into one.
+FOREIGN_OUTPUT = ("run_args.json", "pretraining.weights.h5", "import_report.json")
+# Options that may change when a run is resumed (they change no result).
+RESUME_FREE = ("output", "eval_batch_size", "keep_checkpoint_max", "debug_kill_after_epoch")
+
+
+def check_output(output: str) -> None:
+    """Refuse an ``--output`` that is a file, a pretraining run or export, or under no writable directory."""
+    if os.path.exists(output):
+        if not os.path.isdir(output):
+            raise fd.DataError(f"--output {output} exists and is not a directory")
+        foreign = [n for n in FOREIGN_OUTPUT if os.path.exists(os.path.join(output, n))]
+        if foreign:
+            raise fd.DataError(f"--output {output} holds {foreign[0]} (a pretraining run or export): give "
+                               "fine-tuning a directory of its own")
+        return
+    parent = os.path.dirname(os.path.abspath(output))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise fd.DataError(f"--output {output}: cannot create it ({parent} is not a writable directory)")
+
+
+def run_record(args: argparse.Namespace, world_size: int, prep: dict) -> dict:
+    """What ``finetune_args.json`` stores: the options, the process count and the resolved text options."""
+    return {**vars(args), "world_size": world_size, "vocab_file": prep["vocab_file"],
+            "do_lower_case": prep["do_lower_case"], "t2s": prep["t2s"]}
+
+
+def check_resume(output: str, record: dict) -> None:
+    """A rerun into an output with a checkpoint resumes it: refuse when an option that shapes the run differs
+    from the stored ``finetune_args.json`` (the resumed run would silently mix two configurations)."""
+    path = os.path.join(output, "finetune_args.json")
+    if not os.path.exists(path):
+        return
+    stored = read_json(path)
+    changed = [k for k in sorted(set(stored) | set(record)) if k not in RESUME_FREE
+               and stored.get(k) != record.get(k)]
+    if changed:
+        k = changed[0]
+        raise fd.DataError(f"--output {output} holds a run made with --{k} {stored.get(k)!r}, not {record.get(k)!r}"
+                           + (f" (and {len(changed) - 1} more differences)" if len(changed) > 1 else "")
+                           + ": rerun with the same options to resume it, or use a new --output")
+
+
 def train(args: argparse.Namespace) -> int:
     tf = cli.import_tensorflow_quietly()
     import numpy as np
@@ -295,8 +269,16 @@ def train(args: argparse.Namespace) -> int:
     chief = dist.rank == 0
     if args.deterministic:
         tf.config.experimental.enable_op_determinism()
+    if chief:
+        # The pretraining trainer's own line for bf16/fp16 without a GPU (slow, or native on AMX/AVX512 CPUs).
+        from trainer_hooks.pretrain import cpu_flags, precision_warning
+        warning = precision_warning(args.precision, bool(tf.config.list_physical_devices("GPU")), cpu_flags())
+        if warning:
+            _say(warning)
     try:
         prep = prepare(args, chief)
+        if tf.train.latest_checkpoint(os.path.join(args.output, "ckpt")):
+            check_resume(args.output, run_record(args, dist.size, prep))
         encoder_model = load_encoder(args.model, prep["init"], PRECISIONS[args.precision], args.seed)
     except (fd.DataError, InitError, ValueError) as e:
         print(f"[finetune] refused: {e}", file=sys.stderr, flush=True)
@@ -344,8 +326,7 @@ def train(args: argparse.Namespace) -> int:
         fd.write_labels(labels, os.path.join(args.output, "labels.txt"))
         prep["init"]["config"].to_json_file(os.path.join(args.output, "model_config.json"))
         with open(os.path.join(args.output, "finetune_args.json"), "w", encoding="utf-8") as f:
-            json.dump({**vars(args), "world_size": dist.size, "vocab_file": prep["vocab_file"],
-                       "do_lower_case": prep["do_lower_case"], "t2s": prep["t2s"]}, f, indent=2)
+            json.dump(run_record(args, dist.size, prep), f, indent=2)
         history = [json.loads(ln) for ln in open(epochs_path, encoding="utf-8")] \
             if restored and os.path.exists(epochs_path) else []
         history = [h for h in history if h["epoch"] <= start_epoch]
@@ -481,10 +462,15 @@ def read_raw(path: str, pair: bool) -> list[fd.Row]:
 
 
 def predict(argv: Sequence[str]) -> int:
-    args = build_predict_parser().parse_args(argv)
+    p = build_predict_parser()
+    args = p.parse_args(argv)
+    if args.batch_size < 1:
+        p.error("--batch_size must be >= 1")
     tf = cli.import_tensorflow_quietly()
     import numpy as np
     try:
+        if not os.path.isfile(args.input):
+            raise fd.DataError(f"--input {args.input}: no such file")
         ex = load_export(args.model_dir)
         rows = read_raw(args.input, ex["meta"]["task"] == "pair")
     except (InitError, fd.DataError) as e:
@@ -523,13 +509,30 @@ def predict(argv: Sequence[str]) -> int:
     return 0
 
 
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse option values no run can use (``p.error``: one line, exit status 2)."""
+    bad = [msg for ok, msg in (
+        (args.batch_size >= 1, "--batch_size must be >= 1"),
+        (args.eval_batch_size >= 1, "--eval_batch_size must be >= 1"),
+        (args.num_epochs > 0, "--num_epochs must be > 0"),
+        (args.learning_rate >= 0, "--learning_rate must be >= 0"),
+        (0 <= args.warmup_proportion <= 1, "--warmup_proportion must be in [0, 1]"),
+        (args.weight_decay >= 0, "--weight_decay must be >= 0"),
+        (0 <= args.classifier_dropout < 1, "--classifier_dropout must be in [0, 1)"),
+        (args.early_stopping_patience >= 0, "--early_stopping_patience must be >= 0"),
+        (args.keep_checkpoint_max >= 1, "--keep_checkpoint_max must be >= 1"),
+        (args.max_seq_length >= 3, "--max_seq_length must be >= 3 ([CLS] x [SEP])")) if not ok]
+    if bad:
+        p.error("; ".join(bad))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "predict":
         return predict(argv[1:])
-    args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.num_epochs <= 0:
-        build_parser().error("--batch_size must be >= 1 and --num_epochs > 0")
+    p = build_parser()
+    args = p.parse_args(argv)
+    check_args(p, args)
     return train(args)
 
 

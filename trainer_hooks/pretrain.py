@@ -354,6 +354,12 @@ def load_init_checkpoint(model: Any, init: str) -> str:
     if not path or not tf.io.gfile.exists(path + ".index"):
         raise data.InputRefused(f"refusing to start: --init_checkpoint {init} is neither a run directory with a "
                                 "checkpoint nor a checkpoint prefix")
+    from trainer_hooks.finetune_init import shape_misfits
+    misfits = shape_misfits(model, {"source": "checkpoint", "checkpoint": path})
+    if misfits:  # named here: TensorFlow's own error names only the last component ("kernel:0")
+        more = f" (and {len(misfits) - 1} more)" if len(misfits) > 1 else ""
+        raise data.InputRefused(f"refusing to start: --init_checkpoint {path} does not fit --model/--config: "
+                                f"{misfits[0]}{more}")
     try:
         tf.train.Checkpoint(model=model).read(path).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
