@@ -1,12 +1,22 @@
 """OCNLI dev accuracy of albert_tiny fine-tuned from random weights and from pretraining runs, and int8 TFLite.
 
-    python bench/finetune_bench.py --train ../shared/eval/ocnli/train.3k.json --dev ../shared/eval/ocnli/dev.json \
-        --work /tmp/ocnli_ft [--init RUN ...] [--epochs 5] [--lr 1e-4] [--max_seq_length 64] [--json OUT.json]
+    nice -n 19 python bench/finetune_bench.py --train ../shared/eval/ocnli/train.3k.json \
+        --dev ../shared/eval/ocnli/dev.json --work /tmp/ocnli_ft [--seeds 1,2,3] [--epochs 5] [--lr 1e-4] \
+        [--max_seq_length 64] [--init RUN ...] \
+        [--shards DIR [--corpus GLOB ...] --pretrain_minutes 30 [--pretrain_lr 1e-3 ...]] [--json OUT.json]
 
-Every candidate (``none`` = random albert_tiny, then each ``--init`` run directory) is fine-tuned with the same
-hyper-parameters and seed; the table shows the best epoch's dev accuracy and macro-F1, the majority-class
-baseline, and for each the dev accuracy of the ``dynamic_int8`` TFLite export. OCNLI is CC BY-NC: read it from
-``../shared/eval/ocnli``, never copy it into the repository.
+Candidates: ``none`` (random albert_tiny), each ``--init`` run directory, and with ``--pretrain_minutes`` a run
+pretrained here: ``--corpus`` globs are first built into ``--shards`` (unless it already has a manifest), then
+``trainer_hooks.pretrain`` trains albert_tiny on them (AdamW, warmup then a constant learning rate, so that where
+it stops does not change the schedule) until the wall-clock budget is spent and stops at the next checkpoint
+(every ``--pretrain_save_every`` steps). Its steps, examples/s, CPU seconds, the machine's load average and its
+MLM accuracy over the last steps (batches it had not seen: the run is shorter than one epoch) are reported.
+
+Every candidate is fine-tuned with the same hyper-parameters once per ``--seeds`` seed (head init, dropout, example
+order); the table shows mean, standard deviation and range of the best epoch's dev accuracy, the majority-class
+baseline, the difference of each pretrained candidate to random init against the seeds' spread, and, for the first
+``--int8_seeds`` seeds, the dev accuracy of the ``dynamic_int8`` TFLite export. Finished steps are kept in --work,
+so a rerun continues. OCNLI is CC BY-NC: read it from ``../shared/eval/ocnli``, never copy it into the repository.
 """
 
 from __future__ import annotations
@@ -15,27 +25,163 @@ import argparse
 import collections
 import json
 import os
+import resource
+import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
+from typing import Any, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "PYTHONPATH": REPO}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--train", required=True)
     p.add_argument("--dev", required=True)
     p.add_argument("--work", required=True)
     p.add_argument("--init", action="append", default=[], help="pretraining run directory (repeatable)")
     p.add_argument("--config", default=os.path.join(REPO, "trainer_hooks", "configs", "albert_config_tiny.json"))
+    p.add_argument("--seeds", default="1,2,3", help="fine-tuning seeds, comma-separated")
     p.add_argument("--epochs", default="5")
     p.add_argument("--lr", default="1e-4")
     p.add_argument("--batch_size", default="32")
     p.add_argument("--max_seq_length", default="64")
+    p.add_argument("--int8_seeds", type=int, default=1, help="int8 TFLite export of the first N seeds' runs")
     p.add_argument("--no_random", action="store_true", help="skip the random-init baseline")
+    p.add_argument("--shards", default=None, help="pipeline output to pretrain on (built from --corpus if absent)")
+    p.add_argument("--corpus", action="append", default=[], help="input glob of pipelines.build (repeatable)")
+    p.add_argument("--pretrain_minutes", type=float, default=0.0, help="wall-clock budget of the pretraining run")
+    p.add_argument("--pretrain_lr", default="1e-3")
+    p.add_argument("--pretrain_batch_size", default="32")
+    p.add_argument("--pretrain_warmup", default="40")
+    p.add_argument("--pretrain_precision", default="bf16")
+    p.add_argument("--pretrain_save_every", default="10")
     p.add_argument("--json", default=None)
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def build_shards(args: argparse.Namespace) -> dict:
+    """``pipelines.build`` of the ``--corpus`` globs into ``--shards`` (decontaminated against the dev set)."""
+    if os.path.exists(os.path.join(args.shards, "manifest.json")):
+        return {"built": False}
+    cmd = [sys.executable, "-m", "pipelines.build", "--output", args.shards, "--token_boundary", "true",
+           "--dupe_factor", "2", "--max_seq_length", "128", "--max_predictions_per_seq", "20", "--num_shards", "8",
+           "--decontaminate", args.dev]
+    for glob in args.corpus:
+        cmd += ["--input", glob]
+    t0 = time.time()
+    subprocess.run(cmd, cwd=REPO, env=ENV, check=True)
+    return {"built": True, "seconds": time.time() - t0, "command": cmd}
+
+
+def pretrain(args: argparse.Namespace) -> dict:
+    """Pretrain albert_tiny on ``--shards`` for ``--pretrain_minutes``, stopping at the first checkpoint after it."""
+    run = os.path.join(args.work, "pretrain")
+    done_path = os.path.join(args.work, "pretrain_done.json")
+    if os.path.exists(done_path):
+        with open(done_path, encoding="utf-8") as f:
+            return json.load(f)
+    cmd = [sys.executable, "-m", "trainer_hooks.pretrain", "--input", os.path.join(args.shards, "tfrecords", "part-*"),
+           "--manifest", os.path.join(args.shards, "manifest.json"), "--model", "albert", "--config", args.config,
+           "--model_dir", run, "--num_train_steps", "1000000", "--poly_power", "0", "--optimizer", "adamw",
+           "--learning_rate", args.pretrain_lr, "--train_batch_size", args.pretrain_batch_size,
+           "--num_warmup_steps", args.pretrain_warmup, "--precision", args.pretrain_precision,
+           "--save_checkpoints_steps", args.pretrain_save_every, "--keep_checkpoint_max", "2",
+           "--progress_every", args.pretrain_save_every]
+    loads: list[list[float]] = []
+    stop = threading.Event()
+
+    def sample_load() -> None:
+        while not stop.is_set():
+            with open("/proc/loadavg", encoding="utf-8") as f:
+                loads.append([float(x) for x in f.read().split()[:3]])
+            stop.wait(60)
+
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
+    t0 = time.time()
+    deadline = t0 + 60 * args.pretrain_minutes
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stderr=subprocess.PIPE, text=True)
+    last_saved = None
+    with open(os.path.join(args.work, "pretrain.log"), "w", encoding="utf-8") as log:
+        for line in proc.stderr:
+            log.write(line)
+            log.flush()
+            if line.startswith("[trainer]"):
+                print(line, end="", file=sys.stderr, flush=True)
+            if line.startswith("[trainer] saved checkpoint"):
+                last_saved = line.rsplit("(step ", 1)[1].rstrip(")\n")
+                if time.time() >= deadline:
+                    proc.send_signal(signal.SIGTERM)  # the budget is spent: this checkpoint is the run's result
+                    break
+        proc.wait()
+    wall = time.time() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stop.set()
+    if last_saved is None:
+        raise SystemExit(f"pretraining saved no checkpoint (exit status {proc.returncode}); see {run}")
+    steps = int(last_saved)
+    with open(os.path.join(run, "train_log.jsonl"), encoding="utf-8") as f:
+        log_rows = [json.loads(ln) for ln in f if ln.strip()]
+    last = [r for r in log_rows if steps - 50 < r["step"] <= steps]
+    batch = int(args.pretrain_batch_size)
+    out = {"run": run, "command": cmd, "steps": steps, "examples": steps * batch, "wall_s": wall,
+           "examples_per_s": steps * batch / wall,
+           "cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime),
+           "mlm_accuracy_last50": statistics.mean(r["mlm_accuracy"] for r in last),
+           "mlm_loss_last50": statistics.mean(r["mlm_loss"] for r in last),
+           "sop_accuracy_last50": statistics.mean(r["sop_accuracy"] for r in last),
+           "mlm_accuracy_first10": statistics.mean(r["mlm_accuracy"] for r in log_rows[:10]),
+           "load_avg_1m": {"mean": statistics.mean(x[0] for x in loads), "min": min(x[0] for x in loads),
+                           "max": max(x[0] for x in loads), "samples": len(loads)},
+           "cpus": os.cpu_count()}
+    with open(done_path, "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=2)
+    return out
+
+
+def finetune(args: argparse.Namespace, init: str, tag: str, seed: int, int8: bool) -> dict:
+    out = os.path.join(args.work, f"ft_{tag}_seed{seed}")
+    cmd = [sys.executable, "-m", "trainer_hooks.finetune", "--task", "pair", "--train", args.train, "--dev",
+           args.dev, "--model", "albert", "--init", init, "--output", out, "--num_epochs", args.epochs,
+           "--learning_rate", args.lr, "--batch_size", args.batch_size, "--max_seq_length", args.max_seq_length,
+           "--seed", str(seed)]
+    if init == "none":
+        cmd += ["--config", args.config]
+    t0 = time.time()
+    if not os.path.exists(os.path.join(out, "metrics.json")):
+        subprocess.run(cmd, cwd=REPO, env=ENV, check=True)
+    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
+        m = json.load(f)
+    row: dict[str, Any] = {"init": init, "seed": seed, "dev_accuracy": m["dev"]["accuracy"],
+                           "dev_macro_f1": m["dev"]["macro_f1"], "best_epoch": m["best_epoch"],
+                           "counts": m["counts"], "minutes": (time.time() - t0) / 60}
+    if int8:
+        lite = out + "_int8"
+        if not os.path.exists(os.path.join(lite, "tflite_check.json")):
+            subprocess.run([sys.executable, "-m", "trainer_hooks.export", "--model_dir", out, "--output", lite,
+                            "--tflite", "--quantize", "dynamic_int8"], cwd=REPO, env=ENV, check=True)
+        with open(os.path.join(lite, "tflite_check.json"), encoding="utf-8") as f:
+            lc = json.load(f)
+        row.update(int8_dev_accuracy=lc["dev_accuracy_tflite"], int8_dev_accuracy_change=lc["dev_accuracy_change"],
+                   int8_class_agreement=lc["class_agreement"], int8_mb=lc["bytes"] / 2**20)
+    return row
+
+
+def summary(rows: list[dict]) -> dict:
+    acc = [r["dev_accuracy"] for r in rows]
+    return {"n": len(acc), "mean": statistics.mean(acc), "sd": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "min": min(acc), "max": max(acc)}
+
+
+def main() -> int:
+    args = parse_args()
+    os.makedirs(args.work, exist_ok=True)
     labels = collections.Counter()
     with open(args.dev, encoding="utf-8") as f:
         for ln in f:
@@ -43,38 +189,44 @@ def main() -> int:
             if lab != "-":
                 labels[lab] += 1
     majority = max(labels.values()) / sum(labels.values())
-    inits = ([] if args.no_random else ["none"]) + args.init
-    env = {**os.environ, "PYTHONPATH": REPO}
-    rows = []
-    for i, init in enumerate(inits):
-        out = os.path.join(args.work, f"ft{i}")
-        cmd = [sys.executable, "-m", "trainer_hooks.finetune", "--task", "pair", "--train", args.train, "--dev",
-               args.dev, "--model", "albert", "--init", init, "--output", out, "--num_epochs", args.epochs,
-               "--learning_rate", args.lr, "--batch_size", args.batch_size, "--max_seq_length", args.max_seq_length]
-        if init == "none":
-            cmd += ["--config", args.config]
-        t0 = time.time()
-        subprocess.run(cmd, cwd=REPO, env=env, check=True)
-        minutes = (time.time() - t0) / 60
-        with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
-            m = json.load(f)
-        lite = os.path.join(args.work, f"lite{i}")
-        subprocess.run([sys.executable, "-m", "trainer_hooks.export", "--model_dir", out, "--output", lite,
-                        "--tflite", "--quantize", "dynamic_int8"], cwd=REPO, env=env, check=True)
-        with open(os.path.join(lite, "tflite_check.json"), encoding="utf-8") as f:
-            lc = json.load(f)
-        rows.append({"init": init, "dev_accuracy": m["dev"]["accuracy"], "dev_macro_f1": m["dev"]["macro_f1"],
-                     "best_epoch": m["best_epoch"], "counts": m["counts"], "minutes": minutes,
-                     "int8_dev_accuracy": lc["dev_accuracy_tflite"], "int8_class_agreement": lc["class_agreement"],
-                     "int8_mb": lc["bytes"] / 2**20})
+    report: dict[str, Any] = {"majority": majority}
+    inits = ([] if args.no_random else [("none", "random")]) + [(r, f"init{i}") for i, r in enumerate(args.init)]
+    if args.pretrain_minutes:
+        if not args.shards:
+            raise SystemExit("--pretrain_minutes needs --shards")
+        report["shards"] = build_shards(args)
+        report["pretrain"] = pretrain(args)
+        inits.append((report["pretrain"]["run"], "pretrained"))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = [finetune(args, init, tag, s, i < args.int8_seeds) for init, tag in inits for i, s in enumerate(seeds)]
+    report["rows"] = rows
+    report["summary"] = {init: summary([r for r in rows if r["init"] == init]) for init, _ in inits}
     print(f"\nOCNLI dev ({sum(labels.values())} rows with a gold label), majority class {100 * majority:.1f}")
-    for r in rows:
-        print(f"  init {r['init']:40s} acc {100 * r['dev_accuracy']:.1f}  macro-F1 {100 * r['dev_macro_f1']:.1f}  "
-              f"best epoch {r['best_epoch']}  int8 TFLite acc {100 * r['int8_dev_accuracy']:.1f} "
-              f"(agreement {100 * r['int8_class_agreement']:.1f}%, {r['int8_mb']:.1f} MB)  {r['minutes']:.1f} min")
+    if "pretrain" in report:
+        p = report["pretrain"]
+        print(f"pretraining: {p['steps']} steps ({p['examples']} examples) in {p['wall_s'] / 60:.1f} min, "
+              f"{p['examples_per_s']:.1f} examples/s, {p['cpu_s'] / 60:.1f} CPU-min on {p['cpus']} cores, load avg "
+              f"{p['load_avg_1m']['mean']:.1f} ({p['load_avg_1m']['min']:.1f}-{p['load_avg_1m']['max']:.1f}); MLM "
+              f"accuracy {p['mlm_accuracy_first10']:.3f} (first 10 steps) -> {p['mlm_accuracy_last50']:.3f} (last 50)")
+    base: Optional[dict] = report["summary"].get("none")
+    for init, _ in inits:
+        s = report["summary"][init]
+        line = (f"  init {init:40s} acc {100 * s['mean']:.1f} +- {100 * s['sd']:.1f} (sd over {s['n']} seeds, "
+                f"range {100 * s['min']:.1f}-{100 * s['max']:.1f})")
+        if base is not None and init != "none":
+            diff = s["mean"] - base["mean"]
+            spread = max(s["sd"], base["sd"])
+            s["minus_random"] = diff
+            s["exceeds_spread"] = abs(diff) > spread
+            line += f"; vs random {100 * diff:+.1f} ({'exceeds' if abs(diff) > spread else 'within'} the larger sd)"
+        print(line)
+        for r in (r for r in rows if r["init"] == init and "int8_dev_accuracy" in r):
+            print(f"      seed {r['seed']}: acc {100 * r['dev_accuracy']:.2f}, int8 TFLite acc "
+                  f"{100 * r['int8_dev_accuracy']:.2f} (change {100 * r['int8_dev_accuracy_change']:+.2f}, class "
+                  f"agreement {100 * r['int8_class_agreement']:.1f}%, {r['int8_mb']:.1f} MB)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"majority": majority, "rows": rows}, f, indent=2)
+            json.dump(report, f, indent=2)
     return 0
 
 
