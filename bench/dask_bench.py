@@ -59,12 +59,30 @@ def _build_cmd(corpus: Path, out: Path, args) -> list[str]:
     return cmd
 
 
+_LOADS: list[float] = []
+
+
 def _run(cmd: list[str]) -> float:
+    """Run a build; its wall time. Samples the 1-minute load average while it runs."""
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    _LOADS.clear()
+    while True:
+        _LOADS.append(os.getloadavg()[0])
+        try:
+            _, err = proc.communicate(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
     if proc.returncode != 0:
-        raise SystemExit(f"build failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise SystemExit(f"build failed ({proc.returncode}):\n{err[-4000:]}")
     return time.time() - t0
+
+
+def _load() -> list[float]:
+    """min, mean, max of the 1-minute load average sampled during the last build."""
+    return [round(min(_LOADS), 1), round(sum(_LOADS) / len(_LOADS), 1), round(max(_LOADS), 1)]
 
 
 def _digest(out: Path) -> str:
@@ -79,7 +97,9 @@ def run_local(corpus: Path, out: Path, workers: int, args) -> dict:
     cmd = _build_cmd(corpus, out, args)
     if workers > 1:
         cmd += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
-    return {"runner": "local", "workers": workers, "wall": _run(cmd), "digest": _digest(out)}
+    wall = _run(cmd)
+    return {"runner": "local", "workers": workers, "wall": wall, "load": _load(),
+            "digest": _digest(out)}
 
 
 def run_dask(corpus: Path, out: Path, workers: int, args, logs: Path) -> dict:
@@ -123,7 +143,8 @@ def run_dask(corpus: Path, out: Path, workers: int, args, logs: Path) -> dict:
                     os.killpg(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-    return {"runner": "dask", "workers": workers, "wall": wall, "digest": _digest(out),
+    return {"runner": "dask", "workers": workers, "wall": wall, "load": _load(),
+            "digest": _digest(out),
             "worker_peak_rss_mb": [round(x) for x in worker_rss],
             "scheduler_peak_rss_mb": round(sched_rss)}
 
@@ -153,7 +174,7 @@ def main(argv=None) -> int:
             for r in runs:
                 r["size"] = size_s
                 rows.append(r)
-                print(f"{size_s:>6} {r['runner']:>5} x{w}: {r['wall']:7.1f} s"
+                print(f"{size_s:>6} {r['runner']:>5} x{w}: {r['wall']:7.1f} s (load {r['load']})"
                       + (f"  worker peak RSS {r['worker_peak_rss_mb']} MB, scheduler "
                          f"{r['scheduler_peak_rss_mb']} MB" if r["runner"] == "dask" else ""),
                       flush=True)

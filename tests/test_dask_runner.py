@@ -27,7 +27,7 @@ from apache_beam.transforms.window import GlobalWindows  # noqa: E402
 
 from pipelines import beam_util, cli  # noqa: E402
 from pipelines.errors import UsageError  # noqa: E402
-from pipelines.runners import dask_runner  # noqa: E402
+from pipelines.runners import dask_cluster, dask_runner  # noqa: E402
 from tests.pipeline_util import ROOT, SAMPLE_INPUTS, build  # noqa: E402
 
 DASK = str(Path(sys.executable).with_name("dask"))
@@ -94,9 +94,9 @@ def cluster(tmp_path_factory):
         yield address, client, procs
         client.close()
     finally:
+        dask_cluster.close_all()  # the runner's clients, while the scheduler still answers
         for p in reversed(procs):
             _stop(p)
-        dask_runner._close_all()
 
 
 def _run(p_fn, address: str):
@@ -211,6 +211,86 @@ def test_create_makes_one_task_per_file_and_reshuffle_spreads(cluster, tmp_path)
     assert len({pid for _, pid in pairs}) == 2  # both worker processes got files
 
 
+def _watch_stored_sizes(dask_scheduler):
+    """Runs on the scheduler: remember the largest result any worker held, and how many."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class StoredSizes(SchedulerPlugin):
+        name = "corpusflow-test-stored-sizes"
+
+        def __init__(self):
+            self.largest = (0, "")
+            self.count = 0
+
+        def transition(self, key, start, finish, *args, **kwargs):
+            ts = dask_scheduler.tasks.get(key)
+            if finish == "memory" and ts is not None:
+                self.count += 1
+                self.largest = max(self.largest, (ts.nbytes, str(key)))
+
+    dask_scheduler.add_plugin(StoredSizes(), name=StoredSizes.name)
+
+
+def _stored_sizes(dask_scheduler):
+    plugin = dask_scheduler.plugins.get("corpusflow-test-stored-sizes")
+    dask_scheduler.remove_plugin(name="corpusflow-test-stored-sizes")
+    return plugin.largest, plugin.count
+
+
+def _expand(seed):
+    """8 MB of strings from one element: what a read-and-clean step makes of a file."""
+    for i in range(400):
+        yield chr(0x4E00 + (seed * 400 + i) % 20000) * 20_000
+
+
+def test_fusion_keeps_big_intermediates_off_the_workers(cluster, tmp_path):
+    """Consecutive ParDos pass elements one by one inside one task (as on the local
+    runner): a partition's 8 MB intermediate output is never a result a worker holds
+    (without fusion each of the four partitions stored its whole list of strings)."""
+    address, client, _ = cluster
+    out = str(tmp_path / "total.json")
+
+    def pipeline(p):
+        (p | beam.Create([0, 1, 2, 3]) | beam.Reshuffle() | "Expand" >> beam.FlatMap(_expand)
+         | "Len" >> beam.Map(len) | beam.CombineGlobally(sum) | beam.combiners.ToList()
+         | beam.Map(_write(out)))
+
+    client.run_on_scheduler(_watch_stored_sizes)
+    try:
+        _run(pipeline, address)
+    finally:
+        (largest, count) = client.run_on_scheduler(_stored_sizes)
+    assert json.loads(Path(out).read_text()) == [4 * 400 * 20_000]
+    assert count > 10  # the recorder saw the run's results
+    assert largest[0] < 1 << 20, f"a worker held {largest[0]} bytes for {largest[1]}"
+
+
+def test_side_input_derived_from_the_main_chain_is_not_fused(cluster, tmp_path):
+    """A ParDo whose side input depends on its main input's producer cannot run in
+    that producer's task (a cycle): it gets the main input materialised instead."""
+    address, _, _ = cluster
+    out = str(tmp_path / "rest.json")
+
+    def pipeline(p):
+        xs = p | beam.Create(list(range(10))) | beam.Reshuffle() | "Double" >> beam.Map(
+            lambda x: 2 * x)
+        total = xs | "Total" >> beam.CombineGlobally(sum)
+        (xs | "Rest" >> beam.Map(lambda x, t: t - x, beam.pvalue.AsSingleton(total))
+         | beam.combiners.ToList() | beam.Map(_write(out)))
+
+    _run(pipeline, address)
+    assert sorted(json.loads(Path(out).read_text())) == sorted(90 - 2 * x for x in range(10))
+
+
+def test_shared_paths_are_the_absolute_local_paths_among_options(tmp_path):
+    f = tmp_path / "vocab.txt"
+    f.write_text("x")
+    paths = dask_cluster.SharedPaths.from_values(
+        [[f"{tmp_path}/*.jsonl", "gs://b/*.jsonl"], str(f), str(tmp_path), "relative/x", 3, None,
+         "none", str(tmp_path / "missing.txt")])
+    assert paths == dask_cluster.SharedPaths((f"{tmp_path}/*.jsonl",), (str(f),), (str(tmp_path),))
+
+
 def test_partition_count_rule():
     mib = 1 << 20
     assert dask_runner.choose_partitions(0, 0, 2) == 8
@@ -231,15 +311,16 @@ def test_environment_mismatch_names_worker_and_package():
     driver = {"corpusflow": "0.1.0+abc", "apache-beam": "2.77.0", "python": "3.11.9"}
     workers = {"tcp://10.0.0.2:1": dict(driver, **{"apache-beam": "2.76.0"}),
                "tcp://10.0.0.3:1": dict(driver)}
-    assert dask_runner.environment_mismatches(driver, workers) == [
+    assert dask_cluster.environment_mismatches(driver, workers) == [
         "worker tcp://10.0.0.2:1 has apache-beam 2.76.0, the driver 2.77.0"]
 
 
 def test_workers_report_the_drivers_environment(cluster):
     _, client, _ = cluster
-    envs = client.run(dask_runner.environment)
+    envs = client.run(dask_cluster.environment)
     assert len(envs) == 2
-    assert dask_runner.environment_mismatches(dask_runner.environment(), envs) == []
+    assert "corpusflow" in envs[sorted(envs)[0]]  # the runner's distribution, with a digest
+    assert dask_cluster.environment_mismatches(dask_cluster.environment(), envs) == []
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -262,7 +343,7 @@ def test_a_path_workers_cannot_see_is_refused(cluster, tmp_path):
     _, client, _ = cluster
     ok = tmp_path / "seen.txt"
     ok.write_text("x")
-    seen = client.run(dask_runner._probe_paths, None,
+    seen = client.run(dask_cluster.probe_paths, [],
                       [(str(tmp_path / "*.txt"), 1), (str(tmp_path / "*.txt"), 3)],
                       [str(ok), "/nonexistent/corpusflow/vocab.txt"])
     for problems in seen.values():
@@ -282,7 +363,9 @@ def test_full_build_on_dask_is_byte_identical(cluster, local_build, tmp_path):
     assert _outputs(out) == want
     assert _summary(m) == _summary(local_m)
     assert m["counters"]["read:records"] > 0
-    assert m["config"] == dict(local_m["config"], output=str(out))
+    # The same options but --runner/--dask_*/--output, which the manifest does not record.
+    assert {k: v for k, v in m["config"].items() if k != "output"} == {
+        k: v for k, v in local_m["config"].items() if k != "output"}
 
 
 def test_worker_killed_mid_stage_gives_identical_output_or_clear_failure(
@@ -361,8 +444,8 @@ def test_a_task_that_keeps_killing_workers_fails_clearly(cluster, tmp_path):
 def test_build_refuses_workers_with_another_beam_before_any_stage(cluster, monkeypatch, tmp_path):
     """The driver compares its environment with each worker's before submitting."""
     address, _, _ = cluster
-    real = dask_runner.environment()
-    monkeypatch.setattr(dask_runner, "environment",
+    real = dask_cluster.environment()
+    monkeypatch.setattr(dask_cluster, "environment",
                         lambda: dict(real, **{"apache-beam": "2.77.1"}))  # the driver only
     out = tmp_path / "refused"
     with pytest.raises(UsageError, match=r"^Dask workers differ from the driver: worker "
