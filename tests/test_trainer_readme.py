@@ -120,7 +120,7 @@ def test_shipped_configs_fit_the_default_pipeline_output(pipeline_out):
     manifest = data.load_manifest(str(pipeline_out / "manifest.json"))
     shards = data.resolve_shards(str(pipeline_out / "tfrecords" / "*"), manifest)
     names = sorted(os.listdir(CONFIG_DIR))
-    assert len(names) == 5, names
+    assert len(names) == 9, names
     for name in names:
         data.check_run(manifest, ModelConfig.from_json_file(os.path.join(CONFIG_DIR, name)), shards, 2)
     assert data.manifest_vocab_file(manifest) is not None  # export's default vocab: the manifest's

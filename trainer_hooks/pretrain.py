@@ -47,13 +47,18 @@ PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float1
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = build_parser()
     args = p.parse_args(argv)
+    check_args(p, args)
+    return args
+
+
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject option values no run can use (``p.error``: usage line, exit status 2)."""
     if args.gradient_accumulation_steps < 1:
         p.error("--gradient_accumulation_steps must be >= 1")
     if args.num_train_steps < 1:
         p.error("--num_train_steps must be >= 1")
     if args.log_every < 1 or args.progress_every < 1:
         p.error("--log_every and --progress_every must be >= 1")
-    return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="albert_zh/NEZHA-style model config JSON (without vocab_size: the manifest's)")
     p.add_argument("--model_dir", required=True, help="output directory (checkpoints, events, logs)")
     p.add_argument("--num_train_steps", type=int, required=True, help="optimizer steps in total")
+    add_training_options(p)
+    return p
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """Every pretrain option after the data, model and output ones (shared with ``trainer_hooks.distill``)."""
     p.add_argument("--train_batch_size", type=int, default=32, help="per process, per micro-batch")
     p.add_argument("--learning_rate", type=float, default=1e-4, help="peak LR for one process")
     p.add_argument("--optimizer", choices=("lamb", "adamw"), default="lamb", help="both with decoupled weight decay")
@@ -118,7 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug_nonfinite_steps", default="", help=argparse.SUPPRESS)
     p.add_argument("--debug_dump_weights", default="", help=argparse.SUPPRESS)
     p.add_argument("--debug_seed_per_rank", action="store_true", help=argparse.SUPPRESS)
-    return p
 
 
 def _configure_threads(args: argparse.Namespace, local_size: int) -> None:
@@ -161,7 +171,8 @@ class Trainer:
                                  max_predictions_per_seq=self.manifest.max_predictions_per_seq)
         if args.init_checkpoint and not tf.train.latest_checkpoint(args.model_dir):
             self.init_from = load_init_checkpoint(self.model, args.init_checkpoint)
-        self.variables = self.model.trainable_variables
+        self._build_extras()
+        self.variables = self._trained_variables()
         self.sources = [v.value for v in self.variables]  # what the (Horovod) tape differentiates
         self.optimizer = build_optimizer(args.optimizer, self.variables, weight_decay=args.weight_decay,
                                          beta_1=args.beta_1, beta_2=args.beta_2, epsilon=args.epsilon)
@@ -179,7 +190,8 @@ class Trainer:
         self.rng_state = [v.value for v in self.model.non_trainable_variables]
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer=self.optimizer, loss_scale=self.loss_scale, step=self.step,
-            records_consumed=self.records_consumed, skipped_steps=self.skipped_steps, rng_state=self.rng_state)
+            records_consumed=self.records_consumed, skipped_steps=self.skipped_steps, rng_state=self.rng_state,
+            **self._extra_checkpoint_objects())
         self.manager = tf.train.CheckpointManager(self.checkpoint, args.model_dir,
                                                   max_to_keep=args.keep_checkpoint_max) if self.is_chief else None
         self._accumulate = tf.function(self._accumulate_fn, autograph=False)
@@ -195,6 +207,26 @@ class Trainer:
             raise data.InputRefused("refusing to start: --dynamic_masking needs the vocabulary: pass --vocab_file")
         prob = self.args.masked_lm_prob if self.args.masked_lm_prob is not None else m.masked_lm_prob
         return data.DynamicMasking.from_vocab(vocab, prob)
+
+    # -- hooks (trainer_hooks.distill overrides them) ---------------------------------------------------------
+
+    def _build_extras(self) -> None:
+        """Objects built after the model, before the optimizer (none for pretraining)."""
+
+    def _trained_variables(self) -> list:
+        """The variables the optimizer updates (and the only ones the gradient tape records)."""
+        return self.model.trainable_variables
+
+    def _extra_checkpoint_objects(self) -> dict:
+        """Checkpointed objects besides the model, optimizer and counters (none for pretraining)."""
+        return {}
+
+    def _forward(self, features: dict) -> dict:
+        """Losses and metrics of one micro-batch, in training mode (``"loss"`` is what is minimised)."""
+        return self._losses(self.model(features, training=True), features)
+
+    def _progress(self) -> "Progress":
+        return Progress(self.args.num_train_steps, self.global_batch, self.pair_task)
 
     # -- graph functions ---------------------------------------------------------------------------------------
 
@@ -220,8 +252,10 @@ class Trainer:
 
     def _accumulate_fn(self, features: dict, grad_multiplier: Any) -> dict:
         """Forward + backward of one micro-batch; adds the all-reduced gradient of the scaled loss."""
-        with tf.GradientTape() as tape:
-            metrics = self._losses(self.model(features, training=True), features)
+        # Only the trained variables are recorded: a distillation teacher's forward pass keeps no activations.
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(self.sources)
+            metrics = self._forward(features)
             # The multiplier is 1 except in the non-finite-step test hook.
             scaled = metrics["loss"] * self.loss_scale.scale * grad_multiplier / float(self.accum)
         grads = self.dist.wrap_tape(tape).gradient(scaled, self.sources)
@@ -282,7 +316,7 @@ class Trainer:
         log_path = os.path.join(args.model_dir, "train_log.jsonl")
         start_step = int(self.step.numpy())
         writer = None
-        progress = Progress(args.num_train_steps, self.global_batch, self.pair_task)
+        progress = self._progress()
         if self.is_chief:
             # Steps after the restored checkpoint are about to be redone: their log lines and TensorBoard
             # events go, so that every step is recorded exactly once.

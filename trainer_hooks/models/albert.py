@@ -69,7 +69,7 @@ class AlbertEncoder(Encoder):
         return self.word_embedding_layer.embeddings
 
     def call(self, input_ids: tf.Tensor, segment_ids: tf.Tensor, input_mask: tf.Tensor,
-             training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+             training: bool = False, output_internals: bool = False) -> tuple:
         length = tf.shape(input_ids)[1]
         words = self.word_embedding_layer(input_ids)
         if self.layout == "albert_zh":
@@ -80,11 +80,17 @@ class AlbertEncoder(Encoder):
         if self.layout == "google":
             x = self.embedding_projection(x)
         bias = attention_bias(input_mask, x.dtype)
+        hidden, scores = [x], []
         for i in range(self.config.num_hidden_layers):
             # Python loop: the shared block is called L times, so its variables receive L gradient contributions.
-            x = self.attention_blocks[i % len(self.attention_blocks)](x, bias, training=training)
+            x = self.attention_blocks[i % len(self.attention_blocks)](x, bias, training=training,
+                                                                      return_scores=output_internals)
+            if output_internals:
+                x, s = x
+                scores.append(s)
             x = self.ffn_blocks[i % len(self.ffn_blocks)](x, training=training)
-        return x, self.pool(x)
+            hidden.append(x)
+        return self.finish(x, hidden, scores, output_internals)
 
 
 def build_albert(config: ModelConfig, dtype: str = "float32", seed: int = 0,

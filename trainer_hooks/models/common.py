@@ -86,7 +86,9 @@ class AttentionBlock(keras.layers.Layer):
         return tf.transpose(x, [0, 2, 1, 3])  # [B, N, L, d]
 
     def call(self, x: tf.Tensor, bias: tf.Tensor, relative: Optional[tf.Tensor] = None,
-             training: bool = False) -> tf.Tensor:
+             training: bool = False, return_scores: bool = False) -> Any:
+        """The sub-layer's output; with ``return_scores`` also the float32 attention scores [B, N, L, L] before the
+        mask bias and softmax (what TinyBERT's attention loss compares)."""
         q = self._split(self.query(x)) * tf.cast(1.0 / math.sqrt(self.head_size), x.dtype)
         k = self._split(self.key(x))
         v = self._split(self.value(x))
@@ -103,7 +105,8 @@ class AttentionBlock(keras.layers.Layer):
         b, l = tf.shape(x)[0], tf.shape(x)[1]
         ctx = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [b, l, self.num_heads * self.head_size])
         out = self.output_dropout(self.output_dense(ctx), training=training)
-        return self.layer_norm(x + out)
+        out = self.layer_norm(x + out)
+        return (out, tf.cast(scores, tf.float32)) if return_scores else out
 
 
 class FeedForwardBlock(keras.layers.Layer):
@@ -127,9 +130,12 @@ class FeedForwardBlock(keras.layers.Layer):
 
 
 class Encoder(keras.layers.Layer):
-    """Base class: subclasses implement ``call(input_ids, segment_ids, input_mask, training)`` returning
-    ``(sequence_output [B, L, H], pooled_output [B, H])`` and expose ``word_embeddings`` (the [V, E] variable the
-    MLM head is tied to)."""
+    """Base class: subclasses implement ``call(input_ids, segment_ids, input_mask, training, output_internals)``
+    returning ``(sequence_output [B, L, H], pooled_output [B, H])`` and expose ``word_embeddings`` (the [V, E]
+    variable the MLM head is tied to). With ``output_internals=True`` a third element is added:
+    ``{"hidden_states": [L + 1 x [B, L, H]], "attention_scores": [L x [B, N, L, L]]}``, where hidden state 0 is
+    the embedding output as the first layer sees it (after any E->H projection) and state i the output of layer i
+    (used by distillation)."""
 
     def __init__(self, config: ModelConfig, seeds: SeedSequence, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -157,12 +163,19 @@ class Encoder(keras.layers.Layer):
     def pool(self, sequence_output: tf.Tensor) -> tf.Tensor:
         return self.pooler(sequence_output[:, 0])
 
+    def finish(self, x: tf.Tensor, hidden: list, scores: list, output_internals: bool) -> tuple:
+        """``(sequence, pooled)``, plus the internals when asked for (see the class docstring)."""
+        if output_internals:
+            return x, self.pool(x), {"hidden_states": hidden, "attention_scores": scores}
+        return x, self.pool(x)
+
 
 class PretrainingModel(keras.Model):
     """Encoder + MLM head (tied to the word embeddings) + 2-way sentence head (SOP or NSP).
 
     ``call(features)`` takes the canonical feature dict and returns float32 ``mlm_logits`` [B, P, V] and
-    ``sentence_logits`` [B, 2] plus the encoder outputs.
+    ``sentence_logits`` [B, 2] plus the encoder outputs; ``output_internals=True`` adds the encoder's
+    ``hidden_states`` and ``attention_scores`` (see ``Encoder``).
     """
 
     def __init__(self, encoder: Encoder, config: ModelConfig, seeds: SeedSequence, **kwargs: Any) -> None:
@@ -182,9 +195,11 @@ class PretrainingModel(keras.Model):
         self.sentence_head = keras.layers.Dense(2, kernel_initializer=seeds.initializer(init), name="sentence_head",
                                                 dtype=self.dtype_policy)
 
-    def call(self, features: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
-        seq, pooled = self.encoder(features["input_ids"], features["segment_ids"], features["input_mask"],
-                                   training=training)
+    def call(self, features: dict[str, tf.Tensor], training: bool = False,
+             output_internals: bool = False) -> dict[str, Any]:
+        seq, pooled, *internals = self.encoder(features["input_ids"], features["segment_ids"],
+                                               features["input_mask"], training=training,
+                                               output_internals=output_internals)
         picked = tf.gather(seq, tf.cast(features["masked_lm_positions"], tf.int32), batch_dims=1)  # [B, P, H]
         h = self.mlm_layer_norm(self.mlm_transform(picked))
         if self.project_back:
@@ -194,8 +209,11 @@ class PretrainingModel(keras.Model):
         # Logits and losses in float32 so the softmax over ~21k classes is not computed in 8-bit mantissas.
         mlm_logits = tf.cast(mlm_logits, tf.float32) + tf.cast(self.mlm_bias, tf.float32)
         sentence_logits = tf.cast(self.sentence_head(pooled), tf.float32)
-        return {"mlm_logits": mlm_logits, "sentence_logits": sentence_logits,
-                "sequence_output": seq, "pooled_output": pooled}
+        out = {"mlm_logits": mlm_logits, "sentence_logits": sentence_logits,
+               "sequence_output": seq, "pooled_output": pooled}
+        if internals:
+            out.update(internals[0])
+        return out
 
 
 def dummy_features(max_seq_length: int, max_predictions_per_seq: int, batch_size: int = 1) -> dict[str, tf.Tensor]:

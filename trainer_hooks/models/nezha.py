@@ -70,15 +70,21 @@ class NezhaEncoder(Encoder):
         return tf.gather(tf.constant(self.relative_table), index)
 
     def call(self, input_ids: tf.Tensor, segment_ids: tf.Tensor, input_mask: tf.Tensor,
-             training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+             training: bool = False, output_internals: bool = False) -> tuple:
         x = self.word_embedding_layer(input_ids) + self.token_type_embedding_layer(segment_ids)
         x = self.embedding_dropout(self.embedding_norm(x), training=training)
         bias = attention_bias(input_mask, x.dtype)
         # Always relative: NEZHA has no other position signal (``use_relative_position`` is kept in the JSON only).
         relative = self.relative_embeddings(tf.shape(input_ids)[1])
+        hidden, scores = [x], []
         for attention, ffn in zip(self.attention_blocks, self.ffn_blocks):
-            x = ffn(attention(x, bias, relative=relative, training=training), training=training)
-        return x, self.pool(x)
+            x = attention(x, bias, relative=relative, training=training, return_scores=output_internals)
+            if output_internals:
+                x, s = x
+                scores.append(s)
+            x = ffn(x, training=training)
+            hidden.append(x)
+        return self.finish(x, hidden, scores, output_internals)
 
 
 def build_nezha(config: ModelConfig, dtype: str = "float32", seed: int = 0,
