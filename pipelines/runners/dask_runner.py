@@ -70,12 +70,12 @@ import time
 import uuid
 from typing import Any, Optional
 
-import apache_beam as beam
 from apache_beam.metrics.execution import MetricKey, MetricResult
 from apache_beam.metrics.metric import MetricName, MetricResults
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineState
 
+from pipelines.runners import beam_version
 from pipelines.runners.dask_cluster import (DaskRunnerError, SharedPaths, check_cluster,
                                             get_client, glob_bytes)
 from pipelines.runners.dask_tasks import sum_counters
@@ -84,10 +84,6 @@ from pipelines.runners.dask_translate import Translator
 __all__ = ["DaskRunner", "DaskRunnerError", "DaskRunResult", "DaskMetrics", "SharedPaths",
            "check_beam_version", "choose_partitions"]
 
-#: Beam versions this runner was tested with. It replaces Beam's DaskRunner
-#: translation and reuses Beam internals (DoFnRunner, the Create/Reshuffle
-#: overrides, StateSampler), which change between releases without notice.
-TESTED_BEAM_VERSIONS = ("2.77.0",)
 #: Input bytes per partition the default partition count aims at.
 TARGET_PARTITION_BYTES = 16 << 20
 MIN_PARTITIONS_PER_THREAD = 4
@@ -96,13 +92,11 @@ PROGRESS_EVERY_S = 10.0
 
 
 def check_beam_version(version: Optional[str] = None) -> None:
-    """Refuse a Beam release this runner was not tested with."""
-    version = version or beam.__version__
-    if version not in TESTED_BEAM_VERSIONS:
-        raise DaskRunnerError(
-            f"--runner DaskRunner is tested with apache-beam {', '.join(TESTED_BEAM_VERSIONS)} "
-            f"only and this is {version}: install apache-beam=={TESTED_BEAM_VERSIONS[-1]} "
-            f"(pip install -e '.[dask]') or use another runner")
+    """Refuse a Beam release this runner was not tested with: it replaces Beam's
+    DaskRunner translation and reuses Beam internals (DoFnRunner, the
+    Create/Reshuffle overrides, StateSampler) that change without notice."""
+    beam_version.check_beam_version("--runner DaskRunner",
+                                    "(pip install -e '.[dask]') or use another runner", version)
 
 
 def choose_partitions(requested: int, input_bytes: int, threads: int) -> int:
