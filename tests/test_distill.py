@@ -312,10 +312,21 @@ def test_bad_input_is_refused_before_training_with_one_line(setup, tmp_path, cap
     assert distill.main(distill_args(setup, tmp_path / "misfit_out", 2, teacher=bad)) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("[distill]")]
     assert len(err) == 1 and "does not load" in err[0], err
-    assert not (tmp_path / "misfit_out" / "train_log.jsonl").exists()
-    with pytest.raises(SystemExit):
-        distill.parse_args(distill_args(setup, tmp_path / "x", 2, "--loss_weights", "emb=1,bogus=1"))
+    assert not (tmp_path / "misfit_out").exists()
+    for bad in (["--loss_weights", "emb=1,bogus=1"], ["--temperature", "0"]):
+        with pytest.raises(SystemExit) as usage:
+            distill.parse_args(distill_args(setup, tmp_path / "x", 2, *bad))
+        assert usage.value.code == 2
     assert root.exists()
+
+
+def test_help_names_every_default_and_keeps_the_pretrain_options():
+    from trainer_hooks import cli
+    p = distill.build_parser()
+    assert cli.undocumented_defaults(p) == []
+    ours = {a.dest for a in p._actions}
+    theirs = {a.dest for a in pretrain.build_parser()._actions}
+    assert theirs - ours == {"config"}  # --student_config instead; --model is optional (the teacher's)
 
 
 def test_two_ranks_under_horovodrun(setup, tmp_path):

@@ -30,7 +30,7 @@ from tests.pipeline_util import SAMPLE, build  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", REPO / "trainer_hooks" / "README.md"]
 MODULES = ("trainer_hooks.pretrain", "trainer_hooks.export", "trainer_hooks.convert_hf", "trainer_hooks.finetune",
-           "trainer_hooks.import_checkpoint")
+           "trainer_hooks.import_checkpoint", "trainer_hooks.distill")
 TINY = {"--num_train_steps": "2", "--train_batch_size": "2", "--num_warmup_steps": "1", "--num_epochs": "1"}
 
 
@@ -63,7 +63,9 @@ class Placeholders:
     def __init__(self, out: Path, tmp: Path, vocab: str) -> None:
         self.values = {"DIR": str(out), "OUT": str(out), "EXPORT": str(tmp / "export"), "HF_DIR": str(tmp / "hf"),
                        "VOCAB": vocab, "FT": str(tmp / "ft"), "LITE": str(tmp / "lite"),
-                       "IMPORTED": str(tmp / "imported"), "BERT": str(tmp / "bert"), "LCQMC": str(tmp / "lcqmc")}
+                       "IMPORTED": str(tmp / "imported"), "BERT": str(tmp / "bert"), "LCQMC": str(tmp / "lcqmc"),
+                       "ASSISTANT": str(tmp / "assistant"), "STUDENT": str(tmp / "student"),
+                       "STUDENT_FT": str(tmp / "student_ft"), "STUDENT_EXPORT": str(tmp / "student_export")}
         self.tmp, self.runs = tmp, 0
 
     def new_run(self) -> Optional[str]:
@@ -191,20 +193,23 @@ def test_documented_trainer_commands_run(pipeline_out, tmp_path, monkeypatch, ca
             continue
         else:
             assert main.main(args) == 0, where
+        output = args[args.index("--output") + 1] if "--output" in args else None
         if module == "trainer_hooks.pretrain":
             assert tf.train.latest_checkpoint(ph.values["RUN"]).endswith("ckpt-2"), where
+        elif module == "trainer_hooks.distill":
+            assert tf.train.latest_checkpoint(args[args.index("--model_dir") + 1]).endswith("ckpt-2"), where
         elif module == "trainer_hooks.export" and "--tflite" in args:
             assert (Path(ph.values["LITE"]) / "model.tflite").is_file(), where
         elif module == "trainer_hooks.import_checkpoint":
             assert json.loads((Path(ph.values["IMPORTED"]) / "import_report.json").read_text())["missing"] == [], where
         elif module == "trainer_hooks.finetune":
-            out = Path(ph.values["FT"]) / "metrics.json" if args[0] != "predict" else None
+            out = Path(output) / "metrics.json" if args[0] != "predict" else None
             assert out is None or json.loads(out.read_text())["labels"] == ["0", "1"], where
             if out is None:
                 lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith('{"line"')]
                 assert [json.loads(ln)["line"] for ln in lines] == [1, 2], where
         elif module == "trainer_hooks.export":
-            assert (Path(ph.values["EXPORT"]) / "saved_model").is_dir() and \
-                (Path(ph.values["EXPORT"]) / "vocab.txt").read_bytes() == Path(DEFAULT_VOCAB).read_bytes(), where
+            assert (Path(output) / "saved_model").is_dir() and \
+                (Path(output) / "vocab.txt").read_bytes() == Path(DEFAULT_VOCAB).read_bytes(), where
         else:
             assert (Path(ph.values["HF_DIR"]) / "config.json").is_file(), where
