@@ -64,6 +64,15 @@ def test_precisions_run_with_finite_metrics_and_the_pretrain_precision_line(data
     for precision in ("bf16", "fp16"):
         got = results[precision]["epochs"][0]["train_loss"]
         assert got != ref and abs(got - ref) < 0.05, (precision, got, ref)
+    # A loss scale far too large overflows fp16 gradients: those steps are skipped (no update) and each halves
+    # the scale, as in pretraining; the metrics stay finite.
+    out = data["dir"] / "prec_fp16_overflow"
+    assert run(*base(data, out, "--precision", "fp16", "--initial_loss_scale", 2.0 ** 60)) == 0
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    scale = float(tf.train.load_checkpoint(str(out / "ckpt" / "ckpt-2")).get_tensor(
+        "loss_scale/scale/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert m["skipped_steps"] >= 1 and scale == 2.0 ** (60 - m["skipped_steps"])
+    assert all(math.isfinite(e["dev"]["loss"]) for e in m["epochs"])
 
 
 def test_help_names_predict_and_wrong_options_are_one_line(data, capsys):
@@ -80,6 +89,7 @@ def test_help_names_predict_and_wrong_options_are_one_line(data, capsys):
          "--warmup_proportion must be in [0, 1]; --classifier_dropout must be in [0, 1)"),
         (base(data, data["dir"] / "o", "--max_seq_length", 2), "--max_seq_length must be >= 3"),
         (base(data, data["dir"] / "o", "--precision", "fp8"), "argument --precision: invalid choice: 'fp8'"),
+        (base(data, data["dir"] / "o", "--initial_loss_scale", 0.5), "--initial_loss_scale must be >= 1"),
         (["predict", "--model_dir", "x", "--input", "y", "--batch_size", "0"], "--batch_size must be >= 1"),
     ]
     for argv, message in cases:

@@ -76,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=METRICS, default="accuracy", help="dev metric that picks the best epoch")
     p.add_argument("--early_stopping_patience", type=int, default=0,
                    help="stop after N epochs without a better dev metric; 0 never stops early")
-    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32", help="as in pretrain")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
+                   help="as in pretrain: bf16/fp16 mixed precision with float32 variables, meant for GPUs")
+    p.add_argument("--initial_loss_scale", type=float, default=2.0 ** 15,
+                   help="fp16 only: halved after a non-finite step (which is skipped)")
+    p.add_argument("--loss_scale_growth_interval", type=int, default=2000,
+                   help="fp16 only: the scale doubles after this many finite steps in a row")
     p.add_argument("--horovod", action="store_true", help="data parallel under horovodrun (rank 0 writes)")
     p.add_argument("--seed", type=int, default=12345, help="head init, dropout and example order")
     p.add_argument("--deterministic", action="store_true", help="tf.config.experimental.enable_op_determinism()")
@@ -302,7 +307,8 @@ def train(args: argparse.Namespace) -> int:
     num_epochs = math.ceil(total_steps / steps_per_epoch)
     schedule = WarmupPolynomialDecay(args.learning_rate, total_steps, int(args.warmup_proportion * total_steps))
     fp16 = args.precision == "fp16"
-    loss_scale = DynamicLossScale(2.0 ** 15 if fp16 else 1.0, dynamic=fp16)
+    loss_scale = DynamicLossScale(args.initial_loss_scale if fp16 else 1.0, dynamic=fp16,
+                                  growth_interval=args.loss_scale_growth_interval)
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     best_score = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
@@ -521,6 +527,8 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         (0 <= args.classifier_dropout < 1, "--classifier_dropout must be in [0, 1)"),
         (args.early_stopping_patience >= 0, "--early_stopping_patience must be >= 0"),
         (args.keep_checkpoint_max >= 1, "--keep_checkpoint_max must be >= 1"),
+        (args.initial_loss_scale >= 1, "--initial_loss_scale must be >= 1"),
+        (args.loss_scale_growth_interval >= 1, "--loss_scale_growth_interval must be >= 1"),
         (args.max_seq_length >= 3, "--max_seq_length must be >= 3 ([CLS] x [SEP])")) if not ok]
     if bad:
         p.error("; ".join(bad))
