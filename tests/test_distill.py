@@ -16,6 +16,7 @@ tf = pytest.importorskip("tensorflow")
 from tests.test_trainer import REPO, checkpoint_values, read_log, subprocess_env  # noqa: E402
 from trainer_hooks import distill, distill_losses as dl, export, finetune, pretrain  # noqa: E402
 from trainer_hooks.config import ModelConfig  # noqa: E402
+from trainer_hooks.finetune_init import load_encoder  # noqa: E402
 from trainer_hooks.models import build_model  # noqa: E402
 from trainer_hooks.models.common import dummy_features  # noqa: E402
 from trainer_hooks.synthetic import tiny_config, write_dataset  # noqa: E402
@@ -207,28 +208,36 @@ def test_kill_and_resume_equals_uninterrupted(setup, tmp_path):
 
 
 def test_teacher_sources_run_dir_prefix_export_and_import(setup, tmp_path):
-    """One teacher read as a run directory, a ckpt-N prefix and an export gives the same distillation losses;
-    an imported release checkpoint is a teacher too."""
+    """A run directory, its ckpt-N prefix and its export resolve to the same teacher weights; an imported release
+    checkpoint is a teacher too (run end to end, in fp16)."""
     from tests.test_import_checkpoint import write_bert_release
     from trainer_hooks import import_checkpoint
     exported = str(tmp_path / "export")
     assert export.main(["--model_dir", setup["teacher"], "--output", exported]) == 0
-    logs = {}
+    weights, sources = {}, {}
     for name, teacher in [("dir", setup["teacher"]), ("prefix", tf.train.latest_checkpoint(setup["teacher"])),
                           ("export", exported)]:
-        assert distill.main(distill_args(setup, tmp_path / f"from_{name}", 2, "--deterministic", teacher=teacher)) == 0
-        logs[name] = [(r["loss"], r["teacher_mlm_accuracy"]) for r in read_log(str(tmp_path / f"from_{name}"))]
-    assert logs["dir"] == logs["prefix"] == logs["export"]
+        plan = distill.make_plan(distill.parse_args(distill_args(setup, tmp_path / "x", 1, teacher=teacher)))
+        assert plan["teacher_kind"] == plan["student_kind"] == "albert"
+        sources[name] = plan["teacher_init"]["source"]
+        model = load_encoder(plan["teacher_kind"], plan["teacher_init"], "float32", 0)
+        weights[name] = [v.numpy() for v in model.weights]
+    assert sources == {"dir": "checkpoint", "prefix": "checkpoint", "export": "export"}
+    for name in ("prefix", "export"):
+        assert len(weights[name]) == len(weights["dir"]) > 40
+        for a, b in zip(weights["dir"], weights[name]):
+            np.testing.assert_array_equal(a, b)
     prefix = write_bert_release(tmp_path / "release", setup["vocab"], 16)
     imported = str(tmp_path / "imported")
     assert import_checkpoint.main(["--checkpoint", prefix, "--config", str(tmp_path / "release" / "bert_config.json"),
                                    "--model", "albert", "--flavour", "google_bert", "--output", imported,
                                    "--vocab_file", setup["vocab"]]) == 0
     out = tmp_path / "from_import"
-    assert distill.main(distill_args(setup, out, 2, teacher=imported)) == 0
+    assert distill.main(distill_args(setup, out, 1, "--precision", "fp16", teacher=imported)) == 0
     run_args = json.loads((out / "run_args.json").read_text())
-    assert run_args["distill"]["teacher_source"].endswith("ckpt-0")
+    assert run_args["distill"]["teacher_source"] == os.path.join(imported, "ckpt-0")
     assert run_args["distill"]["layer_map"] == [[0, 0], [1, 1], [2, 2]]  # the release has 2 layers
+    assert read_log(str(out))[0]["loss_scale"] == 2.0 ** 15
 
 
 def test_two_stage_recipe_then_finetune_and_export(setup, tmp_path):

@@ -117,7 +117,7 @@ def make_plan(args: argparse.Namespace, announce: bool = True) -> dict[str, Any]
     """Everything checkable before any model is built: the teacher (resolved as ``finetune --init`` does), the
     student config against teacher and manifest, the layer map and the loss weights. Raises ``InputRefused`` or
     ``MapError`` with one line."""
-    from trainer_hooks.finetune import InitError, resolve_init
+    from trainer_hooks.finetune_init import InitError, resolve_init
 
     manifest = data.load_manifest(args.manifest)
     try:
@@ -169,7 +169,7 @@ class Distiller(pretrain.Trainer):
         super().__init__(args, dist)
 
     def _build_extras(self) -> None:
-        from trainer_hooks.finetune import InitError, load_encoder
+        from trainer_hooks.finetune_init import InitError, load_encoder
 
         init = self.plan["teacher_init"]
         try:
