@@ -12,6 +12,12 @@ process, then reads each process's peak RSS (VmHWM) before tearing the cluster
 down. The local runner runs the same build with ``--direct_num_workers N
 --direct_running_mode multi_processing``; the TFRecords of both must be identical
 (the script fails otherwise). Results: a table, and bench/results/dask_bench.json.
+
+Because this machine is shared, each row also records the 1-minute load average
+during the build (min, mean, max) and the CPU seconds spent: for Dask the driver's
+plus every worker's and the scheduler's during the build, for the local runner the
+build process's and the worker processes' it waited for. CPU seconds depend much
+less on the load than wall time does.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -60,11 +67,25 @@ def _build_cmd(corpus: Path, out: Path, args) -> list[str]:
 
 
 _LOADS: list[float] = []
+_CPU: list[float] = [0.0]
+
+
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of the calling process (runs on Dask workers too)."""
+    t = os.times()
+    return t.user + t.system
 
 
 def _run(cmd: list[str]) -> float:
-    """Run a build; its wall time. Samples the 1-minute load average while it runs."""
+    """Run a build; its wall time. Samples the 1-minute load average while it runs and
+    keeps the CPU seconds of the build process and the children it waited for in _CPU."""
     t0 = time.time()
+    c0 = _children_cpu_s()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     _LOADS.clear()
@@ -77,6 +98,7 @@ def _run(cmd: list[str]) -> float:
             continue
     if proc.returncode != 0:
         raise SystemExit(f"build failed ({proc.returncode}):\n{err[-4000:]}")
+    _CPU[0] = _children_cpu_s() - c0
     return time.time() - t0
 
 
@@ -99,6 +121,7 @@ def run_local(corpus: Path, out: Path, workers: int, args) -> dict:
         cmd += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
     wall = _run(cmd)
     return {"runner": "local", "workers": workers, "wall": wall, "load": _load(),
+            "cpu_s": round(_CPU[0], 1),
             "digest": _digest(out)}
 
 
@@ -128,8 +151,10 @@ def run_dask(corpus: Path, out: Path, workers: int, args, logs: Path) -> dict:
             except OSError:
                 time.sleep(0.5)
         client.wait_for_workers(workers, timeout=120)
+        cpu0 = sum(client.run(_cpu_s).values()) + client.run_on_scheduler(_cpu_s)
         wall = _run(_build_cmd(corpus, out, args) + ["--runner", "DaskRunner",
                                                      "--dask_address", address])
+        cluster_cpu = sum(client.run(_cpu_s).values()) + client.run_on_scheduler(_cpu_s) - cpu0
         worker_rss = sorted(client.run(lambda: _hwm_mb(os.getpid())).values())
         sched_rss = client.run_on_scheduler(lambda: _hwm_mb(os.getpid()))
         client.close()
@@ -144,6 +169,7 @@ def run_dask(corpus: Path, out: Path, workers: int, args, logs: Path) -> dict:
                 except ProcessLookupError:
                     pass
     return {"runner": "dask", "workers": workers, "wall": wall, "load": _load(),
+            "cpu_s": round(_CPU[0] + cluster_cpu, 1),
             "digest": _digest(out),
             "worker_peak_rss_mb": [round(x) for x in worker_rss],
             "scheduler_peak_rss_mb": round(sched_rss)}
@@ -174,7 +200,8 @@ def main(argv=None) -> int:
             for r in runs:
                 r["size"] = size_s
                 rows.append(r)
-                print(f"{size_s:>6} {r['runner']:>5} x{w}: {r['wall']:7.1f} s (load {r['load']})"
+                print(f"{size_s:>6} {r['runner']:>5} x{w}: {r['wall']:7.1f} s, {r['cpu_s']:7.1f} "
+                      f"CPU s (load {r['load']})"
                       + (f"  worker peak RSS {r['worker_peak_rss_mb']} MB, scheduler "
                          f"{r['scheduler_peak_rss_mb']} MB" if r["runner"] == "dask" else ""),
                       flush=True)
