@@ -133,5 +133,9 @@ def print_table(out: dict) -> None:
               f"gets {d['scratch_steps']} steps (estimated FLOPs ratio {d['flops_ratio']:.2f}: teacher forward "
               f"{d['teacher_forward_gflops']:.2f} GFLOP, student forward {d['student_forward_gflops']:.2f} GFLOP "
               f"per instance)")
-    secs = out["step_seconds"]
-    print(f"\nWall time of the steps: {secs['total'] / 60:.1f} min (precision {out['precision']})")
+    t = out["this_invocation"]
+    ld = t["load_avg_1m"]
+    print(f"\nThis invocation: {t['wall'] / 60:.1f} min wall, {t['cpu'] / 60:.1f} CPU-min on {out['cpus']} CPUs, "
+          f"{out['jobs']} runs at a time, precision {out['precision']}; 1-min load average {ld['mean']:.1f} "
+          f"({ld['min']:.1f}-{ld['max']:.1f}). Phases (wall / CPU min): " + ", ".join(
+              f"{k} {v['wall'] / 60:.1f} / {v['cpu'] / 60:.1f}" for k, v in t["phases"].items()))
