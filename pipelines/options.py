@@ -33,7 +33,8 @@ class RunConfig(Config):
         None, "Input file glob (local or gs://), quoted so the shell does not expand it; repeat "
               "for several. Required.", kind="list", metavar="GLOB", hashed=False, path=True, manifest=True)
     output: Optional[str] = option(None, "Output directory (local or gs://), owned by one run. "
-                                         "Required.", metavar="DIR", hashed=False, type=str, path=True)
+                                         "Required.", metavar="DIR", hashed=False, type=str, path=True,
+        manifest=True)
     stop_after: Optional[str] = option(
         None, "Stop after this stage (default: tfrecords, or dedup with --vocab_file none).",
         choices=NAMES, nullable=True, hashed=False, type=str, manifest=True)
