@@ -14,7 +14,8 @@ MLM accuracy over the last steps (batches it had not seen: the run is shorter th
 
 Every candidate is fine-tuned with the same hyper-parameters once per ``--seeds`` seed (head init, dropout, example
 order); the table shows mean, standard deviation and range of the best epoch's dev accuracy, the majority-class
-baseline, the difference of each pretrained candidate to random init against the seeds' spread, and, for the first
+baseline, the difference of each pretrained candidate to random init against the seeds' spread, how much each
+encoder's outputs vary with the input (a collapsed encoder gives every input the same vector), and, for the first
 ``--int8_seeds`` seeds, the dev accuracy of the ``dynamic_int8`` TFLite export. Finished steps are kept in --work,
 so a rerun continues. OCNLI is CC BY-NC: read it from ``../shared/eval/ocnli``, never copy it into the repository.
 """
@@ -173,6 +174,31 @@ def finetune(args: argparse.Namespace, init: str, tag: str, seed: int, int8: boo
     return row
 
 
+def representation_spread(args: argparse.Namespace, init: str, n: int = 256) -> dict:
+    """How much the encoder's outputs vary with the input, on the first ``n`` dev pairs: mean pairwise cosine of
+    the pooled outputs (1.0: every input gives the same vector, nothing for a classifier to use) and the per-feature
+    standard deviation of the last layer's token outputs relative to their mean magnitude."""
+    sys.path.insert(0, REPO)
+    from trainer_hooks import cli
+    tf = cli.import_tensorflow_quietly()
+    import numpy as np
+
+    from corpusflow.tokenize import DEFAULT_VOCAB
+    from trainer_hooks import finetune_data as fd
+    from trainer_hooks.finetune_init import load_encoder, resolve_init
+    spec = resolve_init(init, "albert", args.config if init == "none" else None)
+    rows = fd.read_rows(args.dev, "auto", "pair", fd.CounterDict())[:n]
+    enc = fd.encode_rows(rows, fd.TextEncoder(spec["vocab_file"] or DEFAULT_VOCAB, int(args.max_seq_length)),
+                         fd.build_labels(rows), fd.CounterDict())
+    seq, pooled = load_encoder("albert", spec, "float32", 1).encoder(
+        tf.constant(enc.input_ids), tf.constant(enc.segment_ids), tf.constant(enc.input_mask))
+    x = pooled.numpy() / np.linalg.norm(pooled.numpy(), axis=1, keepdims=True)
+    cos = (x @ x.T)[~np.eye(len(x), dtype=bool)]
+    tokens = seq.numpy()[enc.input_mask.astype(bool)]
+    return {"pooled_mean_cosine": float(cos.mean()),
+            "token_sd_over_mean_abs": float(tokens.std(0).mean() / np.abs(tokens).mean()), "pairs": len(x)}
+
+
 def summary(rows: list[dict]) -> dict:
     acc = [r["dev_accuracy"] for r in rows]
     return {"n": len(acc), "mean": statistics.mean(acc), "sd": statistics.stdev(acc) if len(acc) > 1 else 0.0,
@@ -201,6 +227,8 @@ def main() -> int:
     rows = [finetune(args, init, tag, s, i < args.int8_seeds) for init, tag in inits for i, s in enumerate(seeds)]
     report["rows"] = rows
     report["summary"] = {init: summary([r for r in rows if r["init"] == init]) for init, _ in inits}
+    for init, _ in inits:
+        report["summary"][init]["encoder_outputs"] = representation_spread(args, init)
     print(f"\nOCNLI dev ({sum(labels.values())} rows with a gold label), majority class {100 * majority:.1f}")
     if "pretrain" in report:
         p = report["pretrain"]
@@ -220,6 +248,9 @@ def main() -> int:
             s["exceeds_spread"] = abs(diff) > spread
             line += f"; vs random {100 * diff:+.1f} ({'exceeds' if abs(diff) > spread else 'within'} the larger sd)"
         print(line)
+        e = s["encoder_outputs"]
+        print(f"      encoder outputs on {e['pairs']} dev pairs: pooled mean pairwise cosine "
+              f"{e['pooled_mean_cosine']:.4f}, last-layer token sd / mean |x| {e['token_sd_over_mean_abs']:.5f}")
         for r in (r for r in rows if r["init"] == init and "int8_dev_accuracy" in r):
             print(f"      seed {r['seed']}: acc {100 * r['dev_accuracy']:.2f}, int8 TFLite acc "
                   f"{100 * r['int8_dev_accuracy']:.2f} (change {100 * r['int8_dev_accuracy_change']:+.2f}, class "
