@@ -159,10 +159,8 @@ class Bench:
     def precision(self) -> str:
         if self.s.precision != "auto":
             return self.s.precision
-        from trainer_hooks.pretrain import NATIVE_CPU_FLAGS, cpu_flags
-        if shutil.which("nvidia-smi"):
-            return "bf16"
-        return "bf16" if (cpu_flags() or set()) & set(NATIVE_CPU_FLAGS["bf16"]) else "fp32"
+        from trainer_hooks.hardware import auto_precision
+        return auto_precision()
 
     # -- data ----------------------------------------------------------------------------------------------------
 

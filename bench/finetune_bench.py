@@ -59,7 +59,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--pretrain_lr", default="1e-3")
     p.add_argument("--pretrain_batch_size", default="32")
     p.add_argument("--pretrain_warmup", default="40")
-    p.add_argument("--pretrain_precision", default="bf16")
+    p.add_argument("--pretrain_precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 on a GPU or a CPU that runs it natively, else fp32 (emulated bf16 is slower)")
     p.add_argument("--pretrain_save_every", default="10")
     p.add_argument("--json", default=None)
     return p.parse_args()
@@ -86,11 +87,14 @@ def pretrain(args: argparse.Namespace) -> dict:
     if os.path.exists(done_path):
         with open(done_path, encoding="utf-8") as f:
             return json.load(f)
+    sys.path.insert(0, REPO)
+    from trainer_hooks.hardware import auto_precision  # no TensorFlow import
+    precision = auto_precision() if args.pretrain_precision == "auto" else args.pretrain_precision
     cmd = [sys.executable, "-m", "trainer_hooks.pretrain", "--input", os.path.join(args.shards, "tfrecords", "part-*"),
            "--manifest", os.path.join(args.shards, "manifest.json"), "--model", "albert", "--config", args.config,
            "--model_dir", run, "--num_train_steps", "1000000", "--poly_power", "0", "--optimizer", "adamw",
            "--learning_rate", args.pretrain_lr, "--train_batch_size", args.pretrain_batch_size,
-           "--num_warmup_steps", args.pretrain_warmup, "--precision", args.pretrain_precision,
+           "--num_warmup_steps", args.pretrain_warmup, "--precision", precision,
            "--save_checkpoints_steps", args.pretrain_save_every, "--keep_checkpoint_max", "2",
            "--progress_every", args.pretrain_save_every]
     loads: list[list[float]] = []
@@ -140,7 +144,7 @@ def pretrain(args: argparse.Namespace) -> dict:
            "mlm_accuracy_first10": statistics.mean(r["mlm_accuracy"] for r in log_rows[:10]),
            "load_avg_1m": {"mean": statistics.mean(x[0] for x in loads), "min": min(x[0] for x in loads),
                            "max": max(x[0] for x in loads), "samples": len(loads)},
-           "cpus": os.cpu_count()}
+           "cpus": os.cpu_count(), "precision": precision}
     with open(done_path, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=2)
     return out

@@ -76,6 +76,16 @@ def test_precision_warning_names_the_cpu_case():
     assert "slow unless this CPU has amx_bf16/avx512_bf16" in unknown
 
 
+def test_auto_precision_picks_bf16_only_where_it_is_not_emulated():
+    from trainer_hooks.hardware import auto_precision
+    assert auto_precision(True, {"avx2"}) == "bf16"  # a GPU
+    assert auto_precision(False, {"avx2", "fma"}) == "fp32"  # e.g. an AMD EPYC without AVX512_BF16: emulated
+    assert auto_precision(False, {"avx2", "avx512_bf16"}) == "bf16"
+    assert auto_precision(False, {"amx_bf16"}) == "bf16"
+    assert auto_precision(False, {"avx512_fp16"}) == "fp32"  # fp16 units do not run bf16
+    assert auto_precision(False, set()) == "fp32"
+
+
 def test_fp32_prints_no_precision_warning(run, tmp_path, capfd):
     assert pretrain.main(cli_args(run, str(tmp_path / "out"), 1, "--optimizer", "adamw")) == 0
     err = capfd.readouterr().err

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from tensorflow.core.framework import summary_pb2  # noqa: E402
 
 from trainer_hooks import data, distributed  # noqa: E402
+from trainer_hooks.hardware import NATIVE_CPU_FLAGS, cpu_flags, precision_warning  # noqa: E402,F401
 from trainer_hooks.config import ModelConfig  # noqa: E402
 from trainer_hooks.models import build_model  # noqa: E402
 from trainer_hooks.optim import (DynamicLossScale, WarmupPolynomialDecay, all_finite, build_optimizer,  # noqa: E402
@@ -450,44 +451,6 @@ def _duration(seconds: float) -> str:
     if s >= 60:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s}s"
-
-
-# CPU instruction sets (Linux /proc/cpuinfo flag names) that run each reduced precision natively.
-NATIVE_CPU_FLAGS = {"bf16": ("amx_bf16", "avx512_bf16"), "fp16": ("amx_fp16", "avx512_fp16")}
-
-
-def cpu_flags() -> Optional[set[str]]:
-    """The CPU's feature flags from /proc/cpuinfo, or None where that file does not exist (not Linux)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        return None
-    return set()
-
-
-def precision_warning(precision: str, have_gpu: bool, flags: Optional[set[str]]) -> Optional[str]:
-    """The one line printed for ``--precision bf16|fp16`` without a GPU (None for fp32 or with a GPU).
-
-    Mixed precision is meant for GPUs. A CPU without the matching instructions emulates the 16-bit math and runs
-    slower than fp32; one with them (AMX / AVX512_BF16 / AVX512_FP16) can run faster (measured on a Xeon with
-    AMX: bf16 1.5-2x fp32, bench/trainer_bench.py), so the line says which case this machine is.
-    """
-    if precision == "fp32" or have_gpu:
-        return None
-    native = NATIVE_CPU_FLAGS[precision]
-    head = f"warning: --precision {precision} without a GPU"
-    if flags is None:
-        return (f"{head}: slow unless this CPU has {'/'.join(native)} instructions (otherwise TensorFlow "
-                "emulates them and runs slower than fp32)")
-    have = [f for f in native if f in flags]
-    if not have:
-        return (f"{head} is slow: this CPU has no {'/'.join(native)} instructions, so TensorFlow emulates "
-                f"{precision} and runs slower than fp32")
-    return (f"{head}: this CPU has {'/'.join(have)} and runs it natively (often faster than fp32 here); "
-            "CPUs without those instructions run it slower than fp32")
 
 
 def load_config(path: str, manifest: data.Manifest, announce: bool = True) -> ModelConfig:
