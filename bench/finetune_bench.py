@@ -37,6 +37,7 @@ from typing import Any, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO}
+sys.path.insert(0, REPO)  # trainer_hooks for the steps run in this process
 
 
 def parse_args() -> argparse.Namespace:
@@ -87,7 +88,6 @@ def pretrain(args: argparse.Namespace) -> dict:
     if os.path.exists(done_path):
         with open(done_path, encoding="utf-8") as f:
             return json.load(f)
-    sys.path.insert(0, REPO)
     from trainer_hooks.hardware import auto_precision  # no TensorFlow import
     precision = auto_precision() if args.pretrain_precision == "auto" else args.pretrain_precision
     cmd = [sys.executable, "-m", "trainer_hooks.pretrain", "--input", os.path.join(args.shards, "tfrecords", "part-*"),
@@ -182,7 +182,6 @@ def representation_spread(args: argparse.Namespace, init: str, n: int = 256) -> 
     """How much the encoder's outputs vary with the input, on the first ``n`` dev pairs: mean pairwise cosine of
     the pooled outputs (1.0: every input gives the same vector, nothing for a classifier to use) and the per-feature
     standard deviation of the last layer's token outputs relative to their mean magnitude."""
-    sys.path.insert(0, REPO)
     from trainer_hooks import cli
     tf = cli.import_tensorflow_quietly()
     import numpy as np

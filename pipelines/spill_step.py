@@ -110,6 +110,7 @@ class SpillStep(beam.DoFn):
         yield from pending
 
     def handle(self, element) -> Iterator:
+        """The step itself, defined by every subclass: yield outputs and call ``emit`` for spilled records."""
         raise NotImplementedError
 
     def finish_bundle(self):

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from tensorflow.core.framework import summary_pb2  # noqa: E402
 
 from trainer_hooks import data, distributed  # noqa: E402
-from trainer_hooks.hardware import NATIVE_CPU_FLAGS, cpu_flags, precision_warning  # noqa: E402,F401
+from trainer_hooks.hardware import cpu_flags, precision_warning  # noqa: E402
 from trainer_hooks.config import ModelConfig  # noqa: E402
 from trainer_hooks.models import build_model  # noqa: E402
 from trainer_hooks.optim import (DynamicLossScale, WarmupPolynomialDecay, all_finite, build_optimizer,  # noqa: E402

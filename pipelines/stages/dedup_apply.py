@@ -51,6 +51,7 @@ class _ShardDecisions(beam.DoFn):
             yield from self.decide(d, dec)
 
     def decide(self, d: dict, dec: dict[bytes, list[bytes]]) -> Iterator:
+        """What one document becomes given its decisions; defined by each subclass (survivors, or applied)."""
         raise NotImplementedError
 
 
